@@ -1,0 +1,22 @@
+"""The 5A domain core: rules as data and the per-customer state machine. No I/O, no frameworks."""
+
+from fivea.path import CustomerState, Step, advance, event_id_digest, event_time_us, order_key
+from fivea.replay import customer_key, replay
+from fivea.rules import DEFAULT_RULES, Rules, RulesError
+from fivea.stages import PATH, Stage
+
+__all__ = [
+    "DEFAULT_RULES",
+    "PATH",
+    "CustomerState",
+    "Rules",
+    "RulesError",
+    "Stage",
+    "Step",
+    "advance",
+    "customer_key",
+    "event_id_digest",
+    "event_time_us",
+    "order_key",
+    "replay",
+]

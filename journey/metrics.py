@@ -1,0 +1,82 @@
+"""Prometheus metrics of a worker. One object, registry injected, so tests use a fresh one.
+
+Conventions: `journey_` prefix, `_total` counters, seconds for durations, and labels with a
+small fixed set of values only (topics, stages, reason codes): never customer or event ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+LAG_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400, 604800)
+ROW_BUCKETS = (1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000)
+
+
+class JourneyMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "journey_events_consumed",
+            "Input records consumed, by source topic and outcome "
+            "(accepted, rekeyed, deadlettered).",
+            ["topic", "outcome"],
+            registry=r,
+        )
+        self.transitions = Counter(
+            "journey_transitions",
+            "Stage transitions emitted, by from/to stage.",
+            ["from_stage", "to_stage"],
+            registry=r,
+        )
+        self.deadletters = Counter(
+            "journey_deadletters",
+            "Records sent to the dead-letter topic, by reason code.",
+            ["reason"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "journey_events_duplicate",
+            "Valid events ignored because their event_id was already applied for the customer.",
+            registry=r,
+        )
+        self.late = Counter(
+            "journey_events_late",
+            "Events applied after a later event of the same customer (arrived out of order).",
+            registry=r,
+        )
+        self.aligner_buffered = Gauge(
+            "journey_aligner_buffered_events",
+            "Valid events held back to be applied in event-time order.",
+            registry=r,
+        )
+        self.sink_batch_rows = Histogram(
+            "journey_sink_batch_rows",
+            "Rows per ClickHouse insert.",
+            buckets=ROW_BUCKETS,
+            registry=r,
+        )
+        self.sink_rows = Counter("journey_sink_rows", "Rows inserted into ClickHouse.", registry=r)
+        self.sink_insert_seconds = Histogram(
+            "journey_sink_insert_seconds",
+            "Duration of one successful ClickHouse insert.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.sink_failures = Counter(
+            "journey_sink_failures",
+            "Failed ClickHouse insert attempts (each is retried with backoff).",
+            registry=r,
+        )
+        self.sink_up = Gauge(
+            "journey_sink_clickhouse_up",
+            "1 when the last ClickHouse insert succeeded, 0 while inserts are failing.",
+            registry=r,
+        )
+        self.event_lag = Histogram(
+            "journey_event_to_clickhouse_lag_seconds",
+            "From an event's occurred_at to its transition being stored in ClickHouse.",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )

@@ -1,0 +1,93 @@
+"""The one settings object. Nothing else in the project reads the environment.
+
+Every field can be set as a CLI flag or as a `JOURNEY_<FIELD>` environment variable
+(flags win). Secrets are `SecretStr`: they never appear in logs, errors or `--help`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TOPIC_NAME = r"^[A-Za-z0-9._-]{1,249}$"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JOURNEY_", frozen=True, extra="forbid")
+
+    # Kafka
+    kafka_brokers: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
+    topic_clickstream: str = Field("journey.clickstream", pattern=TOPIC_NAME)
+    topic_purchases: str = Field("journey.purchases", pattern=TOPIC_NAME)
+    topic_shares: str = Field("journey.shares", pattern=TOPIC_NAME)
+    topic_transitions: str = Field("journey.transitions", pattern=TOPIC_NAME)
+    topic_deadletter: str = Field("journey.deadletter", pattern=TOPIC_NAME)
+    topic_rekeyed: str = Field(
+        "journey.rekeyed", pattern=TOPIC_NAME, description="events re-published keyed by customer"
+    )
+    partitions: int = Field(8, ge=1, le=10_000, description="partitions of every journey topic")
+    group_id: str = Field("journey5a", pattern=TOPIC_NAME, description="consumer group / Faust app id")
+    session_timeout_s: float = Field(30.0, gt=0, description="consumer session timeout")
+    commit_interval_s: float = Field(1.0, gt=0, description="offset commit interval")
+    producer_max_batch_size: int = Field(
+        16384, ge=1, description="bytes per produce batch (1 only for the Tansu test broker)"
+    )
+
+    producer_idempotence: bool = Field(
+        True, description="idempotent producer for `journey produce` (off for brokers without it, e.g. Tansu)"
+    )
+
+    # Stream semantics
+    rules_file: Path | None = Field(None, description="TOML rule table; defaults per DESIGN.md §1")
+    align_max_idle_ms: int = Field(500, ge=0, description="max wait for a lagging input partition")
+    max_event_bytes: int = Field(65_536, ge=256, description="larger payloads are dead-lettered")
+    data_dir: Path = Field(Path(".journey/worker"), description="worker state (table stores)")
+
+    # ClickHouse
+    clickhouse_url: str = Field(
+        "clickhouse://default@127.0.0.1:9000/journey",
+        description="clickhouse://user[:password]@host:port/database[?secure=1]",
+    )
+    clickhouse_password: SecretStr | None = Field(None, description="overrides the URL's password")
+    sink_batch_rows: int = Field(10_000, ge=1, description="insert when this many rows are buffered")
+    sink_batch_seconds: float = Field(1.0, gt=0, description="... or when the oldest is this old")
+
+    # Worker
+    role: Literal["all", "stream", "sink"] = Field("all", description="which agents this worker runs")
+    metrics_host: str = Field("0.0.0.0", description="bind address of /metrics and /healthz")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="0 disables the endpoint")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("kafka_brokers")
+    @classmethod
+    def _brokers_have_ports(cls, value: str) -> str:
+        for broker in value.split(","):
+            host, _, port = broker.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"broker {broker!r} is not host:port")
+        return value
+
+    @property
+    def broker_list(self) -> list[str]:
+        return [b.strip() for b in self.kafka_brokers.split(",")]
+
+    @property
+    def input_topics(self) -> dict[str, str]:
+        """Event type -> topic."""
+        return {
+            "clickstream": self.topic_clickstream,
+            "purchase": self.topic_purchases,
+            "share": self.topic_shares,
+        }
+
+    @property
+    def all_topics(self) -> list[str]:
+        return [
+            *self.input_topics.values(),
+            self.topic_rekeyed,
+            self.topic_transitions,
+            self.topic_deadletter,
+        ]

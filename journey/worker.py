@@ -1,0 +1,72 @@
+"""`journey worker`: check the surroundings, then run the Faust worker until stopped."""
+
+from __future__ import annotations
+
+import logging
+import faust
+
+from journey.errors import JourneyError
+from journey.health import serve
+from journey.kafka_admin import create_topics, partition_counts
+from journey.metrics import JourneyMetrics
+from journey.rules_file import load_rules
+from journey.settings import Settings
+from sinks.clickhouse.sink import ClickHouseSink
+from sinks.clickhouse.target import ClickHouseTarget
+from sinks.contract import SinkUnavailable
+from streams.app import build_app
+
+log = logging.getLogger("journey.worker")
+
+
+def check_topics(settings: Settings) -> None:
+    """Inputs must exist (producers own them); the worker's own topics are created if missing."""
+    counts = partition_counts(settings.broker_list)
+    missing = [t for t in settings.input_topics.values() if t not in counts]
+    if missing:
+        raise JourneyError(
+            f"input topics {missing} do not exist on {settings.kafka_brokers} — create them with "
+            f"`journey topics --partitions {settings.partitions}` (or set the JOURNEY_TOPIC_* names)"
+        )
+    wrong = {t: counts[t] for t in settings.input_topics.values() if counts[t] != settings.partitions}
+    if wrong:
+        raise JourneyError(
+            f"input topics must have {settings.partitions} partitions (JOURNEY_PARTITIONS) to be "
+            f"co-partitioned with the state table, but: {wrong}"
+        )
+    own = [settings.topic_rekeyed, settings.topic_transitions, settings.topic_deadletter]
+    create_topics(settings.broker_list, {t: settings.partitions for t in own})
+
+
+def build_sink(settings: Settings) -> ClickHouseSink:
+    try:
+        target = ClickHouseTarget.from_url(settings.clickhouse_url, settings.clickhouse_password)
+    except ValueError as exc:
+        raise JourneyError(f"JOURNEY_CLICKHOUSE_URL: {exc}") from None
+    sink = ClickHouseSink(target)
+    try:
+        sink.setup()
+    except SinkUnavailable as exc:
+        raise JourneyError(str(exc)) from None
+    return sink
+
+
+def run_worker(settings: Settings) -> None:
+    rules = load_rules(settings.rules_file)
+    check_topics(settings)
+    sink = build_sink(settings) if settings.role in ("all", "sink") else None
+    metrics = JourneyMetrics()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = build_app(settings, metrics, rules, sink)
+    if settings.metrics_port:
+        serve(metrics.registry, settings.metrics_host, settings.metrics_port, ready=lambda: _ready(app))
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), override_logging=True, quiet=True)
+    worker.execute_from_commandline()
+
+
+def _ready(app: faust.App) -> bool:
+    try:
+        return not app.rebalancing and app.tables.recovery.completed.is_set()
+    except AttributeError:
+        return False

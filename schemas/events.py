@@ -1,0 +1,118 @@
+"""Input events: three self-describing JSON shapes joined by a discriminated union on `type`.
+
+Policy for unknown fields: **ignored**. Producers may add fields without breaking workers
+(forward compatibility); nothing unknown is stored or forwarded. A breaking change bumps
+`schema_version`, and a worker rejects versions it does not know (dead letter, with reason).
+
+Timestamps must carry a timezone (naive ones are rejected: their meaning depends on the
+producer's clock settings) and are normalised to UTC.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Annotated, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+)
+
+SCHEMA_VERSION = 1
+
+
+def _no_control_chars(value: str) -> str:
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc)
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+#: Identifiers end up in Kafka keys, ClickHouse keys and logs: bounded, printable.
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_control_chars)
+]
+#: Free-text labels (channel, campaign, network...): short and printable.
+Label = Annotated[
+    str, StringConstraints(min_length=1, max_length=100), AfterValidator(_no_control_chars)
+]
+UtcTimestamp = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=False)
+
+    schema_version: Literal[1]
+    event_id: Identifier
+    customer_id: Identifier
+    occurred_at: UtcTimestamp
+    brand: Label = "default"
+    channel: Label | None = None
+
+
+class ClickstreamEvent(_Event):
+    """A page or app interaction (clickstream topic)."""
+
+    type: Literal["clickstream"]
+    action: Label
+    session_id: Identifier | None = None
+    product_id: Identifier | None = None
+    campaign: Label | None = None
+    referrer_id: Identifier | None = None
+    url: Annotated[str, StringConstraints(max_length=2048)] | None = None
+
+
+class PurchaseItem(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    product_id: Identifier
+    quantity: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    price: Annotated[float, Field(ge=0), AfterValidator(_finite)] | None = None
+
+
+class PurchaseEvent(_Event):
+    """An order (purchases topic). Only `completed` is a purchase signal; `refunded` is none."""
+
+    type: Literal["purchase"]
+    order_id: Identifier
+    amount: Annotated[float, Field(ge=0), AfterValidator(_finite)]
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+    status: Literal["completed", "refunded"]
+    items: Annotated[list[PurchaseItem], Field(max_length=1000)] | None = None
+
+
+class ShareEvent(_Event):
+    """Advocacy or word of mouth (shares topic): shares, recommendations, invites, reviews."""
+
+    type: Literal["share"]
+    kind: Literal["share", "recommend", "invite", "review"]
+    rating: Annotated[int, Field(ge=1, le=5)] | None = None
+    network: Label | None = None
+    product_id: Identifier | None = None
+
+
+Event = Annotated[Union[ClickstreamEvent, PurchaseEvent, ShareEvent], Field(discriminator="type")]
+EVENT_TYPES = ("clickstream", "purchase", "share")
+
+#: The one parser for events on the wire: `EVENT_ADAPTER.validate_json(raw_bytes)`.
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def parse_event(raw: bytes | str) -> ClickstreamEvent | PurchaseEvent | ShareEvent:
+    """Validate one JSON document; raises `pydantic.ValidationError` with the reasons."""
+    return EVENT_ADAPTER.validate_json(raw)

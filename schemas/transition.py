@@ -1,0 +1,48 @@
+"""A stage transition: the record the core emits, the stream publishes and the sink stores."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from schemas.events import _to_utc
+
+Stage = Literal["none", "aware", "appeal", "ask", "act", "advocate"]
+STAGES: tuple[Stage, ...] = ("none", "aware", "appeal", "ask", "act", "advocate")
+Kind = Literal["forward", "skip"]
+Influence = Literal["own", "other", "outer"]
+EventType = Literal["clickstream", "purchase", "share"]
+
+
+class Transition(BaseModel):
+    """One move of one customer along the 5A path; idempotent on (brand, customer_id, seq)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    brand: str
+    customer_id: str
+    seq: Annotated[int, Field(ge=1, description="the customer's transition number: 1, 2, ...")]
+    from_stage: Stage
+    to_stage: Stage
+    kind: Kind
+    occurred_at: Annotated[AwareDatetime, AfterValidator(_to_utc)] = Field(
+        description="the triggering event's time (UTC)"
+    )
+    trigger_event_id: str
+    trigger_event_type: EventType
+    channel: str | None = None
+    influence: Influence
+    referrer_id: str | None = None
+    dwell_ms: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="time since the customer entered from_stage; null for the first"
+    )
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.brand, self.customer_id, self.seq)
+
+
+def transition_fields() -> tuple[str, ...]:
+    return tuple(Transition.model_fields)
+

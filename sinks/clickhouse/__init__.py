@@ -1,0 +1,1 @@
+"""ClickHouse over the native protocol (clickhouse-driver)."""

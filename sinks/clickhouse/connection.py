@@ -1,0 +1,56 @@
+"""Opening a ClickHouse connection with errors that name the address and the fix."""
+
+from __future__ import annotations
+
+from clickhouse_driver import Client
+from clickhouse_driver import errors as ch_errors
+
+from sinks.clickhouse.tables import Dialect
+from sinks.clickhouse.target import ClickHouseTarget
+from sinks.contract import SinkUnavailable
+
+UNREACHABLE = (ch_errors.NetworkError, ch_errors.SocketTimeoutError, OSError, EOFError)
+
+
+def unreachable_message(target: ClickHouseTarget, exc: BaseException | None = None) -> str:
+    detail = f" ({exc.__class__.__name__})" if exc else ""
+    return (
+        f"cannot reach ClickHouse at {target.address}{detail} — start clickhouse-server "
+        "or set JOURNEY_CLICKHOUSE_URL"
+    )
+
+
+def connect(target: ClickHouseTarget, *, timeout_s: float = 30.0, with_database: bool = True) -> Client:
+    client = Client(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password.get_secret_value(),
+        database=target.database if with_database else "default",
+        secure=target.secure,
+        verify=target.verify,
+        connect_timeout=min(5.0, timeout_s),
+        send_receive_timeout=timeout_s,
+        client_name="journey5a",
+    )
+    try:
+        client.connection.force_connect()
+    except ch_errors.ServerException as exc:
+        if exc.code == 81:  # UNKNOWN_DATABASE
+            raise SinkUnavailable(
+                f"ClickHouse at {target.address} has no database {target.database!r} — run `journey migrate`"
+            ) from None
+        if exc.code in (192, 193, 516):  # unknown user, wrong password, authentication failed
+            raise SinkUnavailable(
+                f"ClickHouse at {target.address} refused user {target.user!r} — check the user and "
+                "JOURNEY_CLICKHOUSE_PASSWORD"
+            ) from None
+        raise
+    except UNREACHABLE as exc:
+        raise SinkUnavailable(unreachable_message(target, exc)) from None
+    return client
+
+
+def server_dialect(client: Client) -> Dialect:
+    info = client.connection.server_info
+    return Dialect((info.version_major, info.version_minor))

@@ -1,0 +1,87 @@
+"""Event-time alignment of co-partitioned inputs (the KIP-353 rule of Kafka Streams).
+
+Inputs progress independently: after a pause, one topic's backlog drains faster than
+another's. For partition number p, the next event released is the earliest head among the
+queues of all input topics at p, but only once every empty queue at p is known to be
+caught up (nothing more to read) or has been empty for `max_idle_s`. A full buffer also
+forces release, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+OrderKey = tuple[int, str]  # (event time in µs, event_id)
+
+
+class EventTimeAligner:
+    def __init__(self, topics: Sequence[str], max_idle_s: float, max_buffered: int = 100_000) -> None:
+        self.topics = tuple(topics)
+        self.max_idle_s = max_idle_s
+        self.max_buffered = max_buffered
+        self._queues: dict[tuple[str, int], deque[tuple[OrderKey, Any]]] = {}
+        self._empty_since: dict[tuple[str, int], float] = {}
+        self._received: dict[tuple[str, int], int] = {}
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def received_offset(self, topic: str, partition: int) -> int | None:
+        """Offset of the last record handed to the aligner (None: nothing yet)."""
+        return self._received.get((topic, partition))
+
+    def note_received(self, topic: str, partition: int, offset: int) -> None:
+        """Record progress for records that bypass the queues (dead letters, rekeyed)."""
+        tp = (topic, partition)
+        if offset > self._received.get(tp, -1):
+            self._received[tp] = offset
+
+    def add(self, topic: str, partition: int, offset: int, key: OrderKey, item: Any) -> None:
+        tp = (topic, partition)
+        self._queues.setdefault(tp, deque()).append((key, item))
+        self._empty_since.pop(tp, None)
+        self.note_received(topic, partition, offset)
+        self._size += 1
+
+    def release(self, now: float, caught_up: Callable[[str, int], bool]) -> list[Any]:
+        """Items that may be applied now, in the order to apply them."""
+        released: list[Any] = []
+        partitions = {p for (_, p), q in self._queues.items() if q}
+        for partition in sorted(partitions):
+            self._release_partition(partition, now, caught_up, released)
+        return released
+
+    def _release_partition(
+        self, partition: int, now: float, caught_up: Callable[[str, int], bool], out: list[Any]
+    ) -> None:
+        queues = [self._queues.get((topic, partition)) for topic in self.topics]
+        while True:
+            best: deque | None = None
+            waiting = False
+            for topic, queue in zip(self.topics, queues):
+                if queue:
+                    if best is None or queue[0][0] < best[0][0]:
+                        best = queue
+                elif not waiting and not caught_up(topic, partition):
+                    since = self._empty_since.setdefault((topic, partition), now)
+                    waiting = now - since < self.max_idle_s
+            if best is None:
+                return
+            if waiting and self._size < self.max_buffered:
+                return
+            out.append(best.popleft()[1])
+            self._size -= 1
+
+    def drop_partitions(self, partitions: set[int]) -> list[Any]:
+        """Forget revoked partitions; their unacked records go to the next owner."""
+        dropped: list[Any] = []
+        for tp in [tp for tp in self._queues if tp[1] in partitions]:
+            dropped.extend(item for _, item in self._queues.pop(tp))
+        for mapping in (self._empty_since, self._received):
+            for tp in [tp for tp in mapping if tp[1] in partitions]:
+                del mapping[tp]
+        self._size -= len(dropped)
+        return dropped
