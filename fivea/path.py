@@ -66,7 +66,7 @@ def advance(state: CustomerState | None, event: AnyEvent, rules: Rules) -> Step:
         return Step(state, [], duplicate=True)
 
     at_us = event_time_us(event.occurred_at)
-    late = (at_us, event.event_id) < (state.last_us, state.last_id)
+    late = bool(state.seen) and (at_us, event.event_id) < (state.last_us, state.last_id)
     stage, entered_us, seq = state.stage, state.entered_us, state.seq
     transitions: list[Transition] = []
 

@@ -1,7 +1,9 @@
 """The rule table: which signal stage an event gives, and which influence zone it belongs to.
 
 Rules are data (DESIGN.md §1). `Rules.from_mapping` takes the parsed form of a TOML rules
-file (see deploy/rules.toml, which equals the defaults); sections left out keep the defaults.
+file (see deploy/rules.toml, which equals the defaults). Entries left out keep the defaults;
+name -> stage tables (actions, statuses, kinds) are merged over the defaults, so a file can
+add or remap one action; channel lists are replaced whole.
 """
 
 from __future__ import annotations
@@ -47,6 +49,26 @@ class RulesError(ValueError):
     """A rules file that cannot be used; the message names the offending entry."""
 
 
+#: Tables of name -> stage: a file's entries are merged over the defaults (add or remap names).
+STAGE_TABLES = ("clickstream.actions", "purchase.status", "share.kinds")
+
+
+def _check_shape(data: Any, default: Any, where: str) -> None:
+    """Same nesting as the defaults, no unknown keys (typos must not silently keep defaults)."""
+    if not isinstance(data, Mapping):
+        raise RulesError(f"{where or 'rules'}: expected a table, got {data!r}")
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in default:
+            known = ", ".join(sorted(default))
+            raise RulesError(f"{path}: unknown entry (known here: {known})")
+        if path in STAGE_TABLES:
+            if not isinstance(value, Mapping):
+                raise RulesError(f"{path}: expected a table of name = stage")
+        elif isinstance(default[key], Mapping):
+            _check_shape(value, default[key], path)
+
+
 def _stage(value: Any, where: str) -> Stage:
     if not isinstance(value, str):
         raise RulesError(f"{where}: expected a stage name, got {value!r}")
@@ -56,20 +78,27 @@ def _stage(value: Any, where: str) -> Stage:
         raise RulesError(f"{where}: {exc}") from None
 
 
-def _stage_map(mapping: Any, where: str) -> dict[str, Stage]:
-    if not isinstance(mapping, Mapping):
-        raise RulesError(f"{where}: expected a table of name = stage")
-    return {str(name): _stage(value, f"{where}.{name}") for name, value in mapping.items()}
-
-
-def _section(data: Mapping[str, Any], path: str) -> Any:
-    """Value at a dotted path of `data`, falling back to the default at that path."""
+def _value(data: Mapping[str, Any], path: str) -> Any:
+    """The file's value at a dotted path, else the default's (stage tables: merged)."""
     node: Any = data
     default: Any = DEFAULT_RULES
     for part in path.split("."):
         default = default[part]
         node = node.get(part) if isinstance(node, Mapping) else None
+    if path in STAGE_TABLES:
+        return {**default, **(node or {})}
     return default if node is None else node
+
+
+def _stage_table(data: Mapping[str, Any], path: str) -> dict[str, Stage]:
+    return {str(name): _stage(value, f"{path}.{name}") for name, value in _value(data, path).items()}
+
+
+def _channels(data: Mapping[str, Any], path: str) -> frozenset[str]:
+    value = _value(data, path)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RulesError(f"{path}: expected a list of channel names, got {value!r}")
+    return frozenset(value)
 
 
 @dataclass(frozen=True)
@@ -99,29 +128,29 @@ class Rules:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "defaults") -> "Rules":
-        known = set(DEFAULT_RULES)
-        unknown = set(data) - known
-        if unknown:
-            raise RulesError(f"{source}: unknown section(s) {sorted(unknown)}; known: {sorted(known)}")
-        rating = _section(data, "share.review.min_advocate_rating")
-        if not isinstance(rating, int) or not 1 <= rating <= 6:
-            raise RulesError(f"{source}: share.review.min_advocate_rating must be an integer 1-6")
-        other = frozenset(map(str, _section(data, "influence.other_channels")))
-        outer = frozenset(map(str, _section(data, "influence.outer_channels")))
-        if other & outer:
-            raise RulesError(f"{source}: channels in both influence lists: {sorted(other & outer)}")
-        return cls(
-            clickstream_actions=_stage_map(_section(data, "clickstream.actions"), "clickstream.actions"),
-            clickstream_default=_stage(_section(data, "clickstream.default"), "clickstream.default"),
-            purchase_status=_stage_map(_section(data, "purchase.status"), "purchase.status"),
-            share_kinds=_stage_map(_section(data, "share.kinds"), "share.kinds"),
-            review_min_advocate_rating=rating,
-            review_advocate=_stage(_section(data, "share.review.advocate"), "share.review.advocate"),
-            review_otherwise=_stage(_section(data, "share.review.otherwise"), "share.review.otherwise"),
-            other_channels=other,
-            outer_channels=outer,
-            source=source,
-        )
+        try:
+            _check_shape(data, DEFAULT_RULES, "")
+            rating = _value(data, "share.review.min_advocate_rating")
+            if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 6:
+                raise RulesError(f"share.review.min_advocate_rating: expected an integer 1-6, got {rating!r}")
+            other = _channels(data, "influence.other_channels")
+            outer = _channels(data, "influence.outer_channels")
+            if other & outer:
+                raise RulesError(f"influence: channels in both lists: {sorted(other & outer)}")
+            return cls(
+                clickstream_actions=_stage_table(data, "clickstream.actions"),
+                clickstream_default=_stage(_value(data, "clickstream.default"), "clickstream.default"),
+                purchase_status=_stage_table(data, "purchase.status"),
+                share_kinds=_stage_table(data, "share.kinds"),
+                review_min_advocate_rating=rating,
+                review_advocate=_stage(_value(data, "share.review.advocate"), "share.review.advocate"),
+                review_otherwise=_stage(_value(data, "share.review.otherwise"), "share.review.otherwise"),
+                other_channels=other,
+                outer_channels=outer,
+                source=source,
+            )
+        except RulesError as exc:
+            raise RulesError(f"{source}: {exc}") from None
 
     def signal(self, event: AnyEvent) -> Stage:
         """The stage an event is evidence of (NONE: no signal)."""

@@ -227,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kafka-python narrates every connection attempt; its failures become our one-line errors.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
         return args.run(args)
     except JourneyError as exc:

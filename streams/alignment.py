@@ -65,9 +65,10 @@ class EventTimeAligner:
                 if queue:
                     if best is None or queue[0][0] < best[0][0]:
                         best = queue
-                elif not waiting and not caught_up(topic, partition):
+                elif not caught_up(topic, partition):
+                    # Every lagging input's idle clock starts now, so the wait is max_idle_s at most.
                     since = self._empty_since.setdefault((topic, partition), now)
-                    waiting = now - since < self.max_idle_s
+                    waiting = waiting or now - since < self.max_idle_s
             if best is None:
                 return
             if waiting and self._size < self.max_buffered:

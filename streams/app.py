@@ -87,29 +87,30 @@ class PathRuntime:
             result = decode(message.value, self.settings.max_event_bytes)
             if isinstance(result, Rejection):
                 self._dead_letter(message, result)
-                outcome = "deadlettered"
-            elif topic != self.settings.topic_rekeyed and partition != (
-                home := partition_for(result.customer_id, self.settings.partitions)
-            ):
-                # Not keyed by customer (or another partitioner): move it to its customer's
-                # partition so it meets that customer's state.
-                self.rekeyed.send_soon(
-                    key=result.customer_id.encode(),
-                    value=message.value,
-                    partition=home,
-                    headers=[("journey.source.topic", topic.encode())],
-                    key_serializer="raw",
-                    value_serializer="raw",
-                )
-                outcome = "rekeyed"
+                self.metrics.events.labels(topic, "deadlettered").inc()
+                self.aligner.note_received(topic, partition, offset)
+                done.append(record)
             else:
                 order = (event_time_us(result.occurred_at), result.event_id)
                 self.aligner.add(topic, partition, offset, order, (record, result))
-                continue
-            self.metrics.events.labels(topic, outcome).inc()
-            self.aligner.note_received(topic, partition, offset)
-            done.append(record)
         return done
+
+    def _rekey(self, record: Any, event: Any, home: int) -> None:
+        """Move an event to its customer's partition, where that customer's state lives.
+
+        Done after alignment, so a producer that partitions differently (no key, another
+        partitioner) still hands each customer's events over in event-time order.
+        """
+        message = record.message
+        self.rekeyed.send_soon(
+            key=event.customer_id.encode(),
+            value=message.value,
+            partition=home,
+            headers=[("journey.source.topic", message.topic.encode())],
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.metrics.events.labels(message.topic, "rekeyed").inc()
 
     def _dead_letter(self, message: Any, rejection: Rejection) -> None:
         letter = dead_letter(
@@ -158,9 +159,17 @@ class PathRuntime:
                     await self.stream.ack(record)
 
     def _apply(self, released: list[tuple[Any, Any]]) -> None:
-        events = [event for _, event in released]
-        outcome = self.processor.apply(events, self.table.data)
-        partitions = {state_key(e.brand, e.customer_id): r.message.partition for r, e in released}
+        local: list[tuple[Any, Any]] = []
+        for record, event in released:
+            home = partition_for(event.customer_id, self.settings.partitions)
+            if record.message.partition != home and record.message.topic != self.settings.topic_rekeyed:
+                self._rekey(record, event, home)
+            else:
+                local.append((record, event))
+        if not local:
+            return
+        outcome = self.processor.apply([event for _, event in local], self.table.data)
+        partitions = {state_key(e.brand, e.customer_id): r.message.partition for r, e in local}
         for key, value in outcome.changed.items():
             self.table.data[key] = value
             self.table.send_changelog(partitions[key], key, value, key_serializer="raw", value_serializer="raw")
@@ -172,7 +181,7 @@ class PathRuntime:
                 value_serializer="raw",
             )
             self.metrics.transitions.labels(transition.from_stage, transition.to_stage).inc()
-        for topic, count in Counter(record.message.topic for record, _ in released).items():
+        for topic, count in Counter(record.message.topic for record, _ in local).items():
             self.metrics.events.labels(topic, "accepted").inc(count)
         self.metrics.duplicates.inc(outcome.duplicates)
         self.metrics.late.inc(outcome.late)
@@ -274,7 +283,8 @@ def build_app(settings: Settings, metrics: JourneyMetrics, rules: Rules, sink: S
 
     if settings.role in ("all", "stream"):
         inputs = app.topic(*settings.input_topics.values(), settings.topic_rekeyed, partitions=partitions, **RAW)
-        table = app.Table(STATE_TABLE, partitions=partitions, key_serializer="raw", value_serializer="raw")
+        raw_schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        table = app.Table(STATE_TABLE, partitions=partitions, schema=raw_schema)
         runtime = PathRuntime(app, settings, metrics, rules, table, transitions, deadletters, rekeyed)
         app.journey_path = runtime  # for tests and the health endpoint
 

@@ -34,7 +34,7 @@ def connect(target: ClickHouseTarget, *, timeout_s: float = 30.0, with_database:
         client_name="journey5a",
     )
     try:
-        client.connection.force_connect()
+        client.execute("SELECT 1")  # connects, authenticates and selects the database
     except ch_errors.ServerException as exc:
         if exc.code == 81:  # UNKNOWN_DATABASE
             raise SinkUnavailable(

@@ -1,0 +1,58 @@
+"""Shared fixtures: one real broker and one real ClickHouse server per test session.
+
+Tests isolate themselves by name (unique topics, consumer group and database per test),
+which is what production tenants sharing a cluster do too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from journey.local import LocalService
+    from tests.support.pipeline import Pipeline
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
+    from journey.local import start_broker
+
+    service = start_broker(tmp_path_factory.mktemp("tansu"))
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
+    from journey.local import start_clickhouse
+
+    service = start_clickhouse(tmp_path_factory.mktemp("clickhouse"))
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def pipeline(broker: LocalService, clickhouse: LocalService, tmp_path: Path) -> Iterator[Pipeline]:
+    """Topics created and database migrated; workers started by the test are stopped after it."""
+    from tests.support.pipeline import Pipeline
+
+    pipe = Pipeline(broker, clickhouse, tmp_path)
+    pipe.setup()
+    yield pipe
+    pipe.stop_workers()
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """>= 10,000 events over >= 1,000 customers from the generator (deterministic)."""
+    from journey.generate import generate, to_jsonl
+
+    path = tmp_path_factory.mktemp("data") / "events.jsonl"
+    with path.open("wb") as out:
+        for event in generate(2500, seed=3):
+            out.write(to_jsonl(event))
+    return path

@@ -1,0 +1,187 @@
+"""A journey pipeline under test: unique topics and database, the real CLI as subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from clickhouse_driver import Client
+
+from journey.local import LocalService, free_port
+from schemas.transition import transition_fields
+
+JOURNEY = [sys.executable, "-m", "journey.cli"]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    """Poll until `predicate()` is truthy; a deadline, not a speed assertion."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def _iso(value: datetime, precision_us: int) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    value = value.astimezone(timezone.utc)
+    micro = value.microsecond - value.microsecond % precision_us
+    return value.replace(microsecond=micro).isoformat()
+
+
+def normalise(rows: Iterable[dict[str, Any]], precision_us: int) -> list[tuple]:
+    """Transitions as comparable tuples, at the precision the server stores."""
+    out = []
+    for row in rows:
+        row = dict(row)
+        at = row["occurred_at"]
+        if isinstance(at, str):
+            at = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        row["occurred_at"] = _iso(at, precision_us)
+        out.append(tuple(row[name] for name in transition_fields()))
+    return sorted(out, key=lambda r: (r[0], r[1], r[2]))
+
+
+@dataclass
+class Pipeline:
+    broker: LocalService
+    clickhouse: LocalService
+    workdir: Path
+    name: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
+    partitions: int = 4
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def database(self) -> str:
+        return f"db_{self.name}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEY_")}
+        env.update(
+            JOURNEY_KAFKA_BROKERS=self.broker.address,
+            JOURNEY_TOPIC_CLICKSTREAM=f"{self.name}.clickstream",
+            JOURNEY_TOPIC_PURCHASES=f"{self.name}.purchases",
+            JOURNEY_TOPIC_SHARES=f"{self.name}.shares",
+            JOURNEY_TOPIC_TRANSITIONS=f"{self.name}.transitions",
+            JOURNEY_TOPIC_DEADLETTER=f"{self.name}.deadletter",
+            JOURNEY_TOPIC_REKEYED=f"{self.name}.rekeyed",
+            JOURNEY_GROUP_ID=f"{self.name}-group",
+            JOURNEY_PARTITIONS=str(self.partitions),
+            JOURNEY_CLICKHOUSE_URL=f"clickhouse://default@{self.clickhouse.address}/{self.database}",
+            JOURNEY_PRODUCER_IDEMPOTENCE="false",  # Tansu lacks InitProducerId (DESIGN.md §5)
+            JOURNEY_SESSION_TIMEOUT_S="8",  # group joins take half of it on Tansu
+            JOURNEY_SINK_BATCH_SECONDS="0.5",
+            JOURNEY_DATA_DIR=str(self.workdir / "worker"),
+            JOURNEY_METRICS_HOST="127.0.0.1",
+        )
+        env.update(extra)
+        return env
+
+    def topic(self, kind: str) -> str:
+        return f"{self.name}.{kind}"
+
+    def journey(self, *args: str, check: bool = True, input: bytes | None = None, **env: str) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [*JOURNEY, *args], env=self.env(**env), input=input, capture_output=True, timeout=600
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"journey {' '.join(args)} exited {result.returncode}:\n{result.stderr.decode()[-3000:]}"
+            )
+        return result
+
+    def setup(self) -> None:
+        self.journey("topics")
+        self.journey("migrate")
+
+    def start_worker(self, **env: str) -> tuple[subprocess.Popen, int]:
+        port = free_port()
+        log = open(self.workdir / f"worker-{len(self.workers)}.log", "wb")
+        proc = subprocess.Popen(
+            [*JOURNEY, "worker"], env=self.env(JOURNEY_METRICS_PORT=str(port), **env), stdout=log, stderr=log
+        )
+        self.workers.append(proc)
+        return proc, port
+
+    def stop_workers(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+    def client(self) -> Client:
+        return Client(host=self.clickhouse.host, port=self.clickhouse.port, send_receive_timeout=30)
+
+    def stored_count(self) -> int:
+        client = self.client()
+        try:
+            exists = client.execute(
+                "SELECT count() FROM system.tables WHERE database = %(db)s AND name = 'transitions'",
+                {"db": self.database},
+            )[0][0]
+            if not exists:
+                return 0
+            return client.execute(f"SELECT count() FROM {self.database}.transitions FINAL")[0][0]
+        finally:
+            client.disconnect()
+
+    def wait_for_rows(self, expected: int, timeout: float = 180) -> None:
+        def done() -> bool:
+            for proc in self.workers:
+                if proc.poll() not in (None, 0):
+                    raise AssertionError(f"worker exited with {proc.returncode}: see {self.workdir}")
+            return self.stored_count() >= expected
+
+        wait_until(done, timeout, f"{expected} transitions in ClickHouse (have {self.stored_count()})")
+
+    def stored_transitions(self) -> list[dict[str, Any]]:
+        client = self.client()
+        try:
+            columns = ", ".join(transition_fields())
+            rows = client.execute(f"SELECT {columns} FROM {self.database}.transitions FINAL")
+            return [dict(zip(transition_fields(), row)) for row in rows]
+        finally:
+            client.disconnect()
+
+    def precision_us(self) -> int:
+        client = self.client()
+        try:
+            version = client.execute("SELECT version()")[0][0]
+        finally:
+            client.disconnect()
+        major, minor = (int(x) for x in version.split(".")[:2])
+        return 1 if (major, minor) >= (20, 1) else 1_000_000
+
+    def replay(self, events_file: Path) -> list[dict[str, Any]]:
+        out = self.journey("replay", str(events_file)).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Prometheus text exposition -> {'name{labels}': value} (samples only)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples

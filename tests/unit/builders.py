@@ -1,0 +1,120 @@
+"""Small event builders and runners shared by the unit tests (no I/O).
+
+    click("c1", "product_view", at=minute(3))
+    purchase("c1", at=minute(5))                  # completed
+    purchase("c1", "refunded", at=minute(6))
+    share("c1", "review", rating=5, at=minute(9))
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+
+from fivea import CustomerState, Rules, advance
+from schemas import AnyEvent, ClickstreamEvent, PurchaseEvent, ShareEvent, Transition
+
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+RULES = Rules.default()
+
+_ids = itertools.count(1)
+
+
+def minute(n: float) -> datetime:
+    return T0 + timedelta(minutes=n)
+
+
+def second(n: float) -> datetime:
+    return T0 + timedelta(seconds=n)
+
+
+def _id(event_id: str | None) -> str:
+    return event_id if event_id is not None else f"ev-{next(_ids):06d}"
+
+
+def click(
+    cid: str,
+    action: str,
+    *,
+    at: datetime = T0,
+    id: str | None = None,
+    brand: str = "default",
+    channel: str | None = None,
+    campaign: str | None = None,
+    referrer: str | None = None,
+) -> ClickstreamEvent:
+    return ClickstreamEvent(
+        type="clickstream",
+        schema_version=1,
+        event_id=_id(id),
+        customer_id=cid,
+        occurred_at=at,
+        action=action,
+        brand=brand,
+        channel=channel,
+        campaign=campaign,
+        referrer_id=referrer,
+    )
+
+
+def purchase(
+    cid: str,
+    status: str = "completed",
+    *,
+    at: datetime = T0,
+    id: str | None = None,
+    brand: str = "default",
+    channel: str | None = None,
+) -> PurchaseEvent:
+    return PurchaseEvent(
+        type="purchase",
+        schema_version=1,
+        event_id=_id(id),
+        customer_id=cid,
+        occurred_at=at,
+        order_id=f"order-{cid}",
+        amount=10.0,
+        currency="EUR",
+        status=status,
+        brand=brand,
+        channel=channel,
+    )
+
+
+def share(
+    cid: str,
+    kind: str = "share",
+    *,
+    rating: int | None = None,
+    at: datetime = T0,
+    id: str | None = None,
+    brand: str = "default",
+    channel: str | None = None,
+) -> ShareEvent:
+    return ShareEvent(
+        type="share",
+        schema_version=1,
+        event_id=_id(id),
+        customer_id=cid,
+        occurred_at=at,
+        kind=kind,
+        rating=rating,
+        brand=brand,
+        channel=channel,
+    )
+
+
+def run(events: Iterable[AnyEvent], rules: Rules = RULES) -> list[Transition]:
+    """Apply events to ONE customer's state in the given (arrival) order; collect transitions."""
+    state: CustomerState | None = None
+    out: list[Transition] = []
+    for event in events:
+        state, transitions, *_ = advance(state, event, rules)
+        out.extend(transitions)
+    return out
+
+
+def moves(transitions: Iterable[Transition]) -> list[tuple[str, str, str]]:
+    """(from_stage, to_stage, kind) per transition: the compact form most tables compare."""
+    return [(t.from_stage, t.to_stage, t.kind) for t in transitions]

@@ -1,0 +1,156 @@
+"""Customer state bytes (the changelog table's values) and the per-batch PathProcessor."""
+
+from __future__ import annotations
+
+import pytest
+
+from fivea import CustomerState, Stage, advance, event_id_digest
+from streams.path_processor import PathProcessor
+from streams.state_codec import decode_state, encode_state, state_key
+from tests.unit.builders import RULES, click, minute, moves, purchase, run, share
+
+
+def state_after(*events) -> CustomerState:
+    state = None
+    for event in events:
+        state = advance(state, event, RULES).state
+    return state
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        CustomerState(),
+        state_after(click("c", "page_view", at=minute(1))),
+        state_after(click("c", "page_view", at=minute(9)), purchase("c", at=minute(3)), share("c", at=minute(4))),
+        CustomerState(Stage.ASK, entered_us=-5, seq=3, last_us=2**62, last_id="Zoë-李", seen=frozenset({0, 2**64 - 1})),
+    ],
+    ids=["fresh", "aware", "after late events", "extremes"],
+)
+def test_state_round_trip(state):
+    raw = encode_state(state)
+    assert isinstance(raw, bytes)
+    assert decode_state(raw) == state
+    assert decode_state(raw).stage is state.stage
+
+
+def test_state_round_trip_with_many_ids():
+    events = [click("c", "page_view", at=minute(i), id=f"id-{i}") for i in range(200)]
+    state = state_after(*events)
+    assert decode_state(encode_state(state)) == state
+    assert event_id_digest("id-7") in decode_state(encode_state(state)).seen
+
+
+def test_encoding_is_deterministic():
+    a = CustomerState(Stage.AWARE, 1, 1, 1, "x", frozenset({3, 1, 2}))
+    b = CustomerState(Stage.AWARE, 1, 1, 1, "x", frozenset({2, 3, 1}))
+    assert encode_state(a) == encode_state(b)
+
+
+def test_no_bytes_means_no_state():
+    assert decode_state(None) is None
+
+
+def test_state_keys_do_not_collide():
+    assert state_key("ab", "c") != state_key("a", "bc")
+    assert state_key("default", "c1") == state_key("default", "c1")
+    assert state_key("acme", "c1") != state_key("default", "c1")
+
+
+# --- PathProcessor -----------------------------------------------------------------------------
+
+KEY = state_key("default", "c1")
+
+
+def test_one_changed_state_per_customer_per_batch():
+    batch = [
+        click("c1", "page_view", at=minute(0)),
+        click("c2", "page_view", at=minute(0)),
+        click("c1", "product_view", at=minute(1)),
+        purchase("c1", at=minute(2)),
+        share("c2", at=minute(3)),
+    ]
+    outcome = PathProcessor(RULES).apply(batch, {})
+    assert set(outcome.changed) == {KEY, state_key("default", "c2")}
+    c1 = [e for e in batch if e.customer_id == "c1"]
+    assert decode_state(outcome.changed[KEY]) == state_after(*c1)
+    assert [t.customer_id for t in outcome.transitions] == ["c1", "c2", "c1", "c1", "c2"]
+    assert (outcome.duplicates, outcome.late) == (0, 0)
+
+
+def test_same_customer_in_two_brands_is_two_states():
+    batch = [click("c1", "page_view", brand="a"), purchase("c1", brand="b")]
+    outcome = PathProcessor(RULES).apply(batch, {})
+    assert set(outcome.changed) == {state_key("a", "c1"), state_key("b", "c1")}
+    assert [(t.brand, t.seq, t.to_stage) for t in outcome.transitions] == [
+        ("a", 1, "aware"),
+        ("b", 1, "aware"),
+        ("b", 2, "act"),
+    ]
+
+
+def test_continues_from_the_stored_state():
+    first = click("c1", "page_view", at=minute(0), id="e1")
+    stored = {KEY: encode_state(state_after(first))}
+    outcome = PathProcessor(RULES).apply([purchase("c1", at=minute(5), id="e2")], stored)
+    assert [(t.seq, t.from_stage, t.to_stage, t.dwell_ms) for t in outcome.transitions] == [
+        (2, "aware", "act", 5 * 60_000)
+    ]
+
+
+def test_duplicates_are_counted_and_not_marked_changed():
+    first = click("c1", "page_view", at=minute(0), id="e1")
+    stored = {KEY: encode_state(state_after(first))}
+    redelivered = [first, purchase("c1", at=minute(1), id="e1")]  # exact and conflicting copies
+    outcome = PathProcessor(RULES).apply(redelivered, stored)
+    assert outcome.changed == {}
+    assert outcome.transitions == []
+    assert outcome.duplicates == 2
+
+
+def test_duplicate_after_a_change_in_the_same_batch_keeps_one_write():
+    batch = [click("c1", "page_view", id="e1"), click("c1", "page_view", id="e1")]
+    outcome = PathProcessor(RULES).apply(batch, {})
+    assert list(outcome.changed) == [KEY]
+    assert outcome.duplicates == 1
+
+
+def test_non_moving_event_still_changes_the_state():
+    # No transition, but the event id must be remembered (and the late watermark moves).
+    stored = {KEY: encode_state(state_after(click("c1", "search", at=minute(0), id="e1")))}
+    outcome = PathProcessor(RULES).apply([click("c1", "page_view", at=minute(1), id="e2")], stored)
+    assert outcome.transitions == []
+    assert event_id_digest("e2") in decode_state(outcome.changed[KEY]).seen
+
+
+def test_late_events_are_counted():
+    batch = [click("c1", "page_view", at=minute(5)), click("c1", "search", at=minute(1))]
+    assert PathProcessor(RULES).apply(batch, {}).late == 1
+
+
+def test_the_caller_writes_the_states():
+    stored: dict[bytes, bytes] = {}
+    PathProcessor(RULES).apply([click("c1", "page_view")], stored)
+    assert stored == {}  # the processor returns `changed`; writing is the agent's job
+
+
+def test_batch_boundaries_do_not_change_the_output():
+    events = [
+        click("c1", "page_view", at=minute(0), id="a"),
+        click("c2", "product_view", at=minute(1), id="b"),
+        click("c1", "compare", at=minute(2), id="c"),
+        click("c1", "page_view", at=minute(2), id="a"),  # redelivered
+        purchase("c2", at=minute(3), id="d"),
+        share("c1", "review", rating=5, at=minute(4), id="e"),
+    ]
+    processor = PathProcessor(RULES)
+    whole = processor.apply(events, {})
+    stored: dict[bytes, bytes] = {}
+    pieces = []
+    for batch in (events[:2], events[2:3], events[3:]):
+        outcome = processor.apply(batch, stored)
+        stored.update(outcome.changed)
+        pieces.extend(outcome.transitions)
+    assert pieces == whole.transitions
+    assert stored == whole.changed
+    assert moves(t for t in pieces if t.customer_id == "c1") == moves(run(e for e in events if e.customer_id == "c1"))
