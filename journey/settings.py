@@ -20,11 +20,15 @@ class Settings(BaseSettings):
 
     # Kafka
     kafka_brokers: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
-    topic_clickstream: str = Field("journey.clickstream", pattern=TOPIC_NAME)
-    topic_purchases: str = Field("journey.purchases", pattern=TOPIC_NAME)
-    topic_shares: str = Field("journey.shares", pattern=TOPIC_NAME)
-    topic_transitions: str = Field("journey.transitions", pattern=TOPIC_NAME)
-    topic_deadletter: str = Field("journey.deadletter", pattern=TOPIC_NAME)
+    topic_clickstream: str = Field("journey.clickstream", pattern=TOPIC_NAME, description="input: clickstream events")
+    topic_purchases: str = Field("journey.purchases", pattern=TOPIC_NAME, description="input: purchase events")
+    topic_shares: str = Field("journey.shares", pattern=TOPIC_NAME, description="input: share events")
+    topic_transitions: str = Field(
+        "journey.transitions", pattern=TOPIC_NAME, description="output: stage transitions (JSON)"
+    )
+    topic_deadletter: str = Field(
+        "journey.deadletter", pattern=TOPIC_NAME, description="output: rejected records with reasons"
+    )
     topic_rekeyed: str = Field(
         "journey.rekeyed", pattern=TOPIC_NAME, description="events re-published keyed by customer"
     )
@@ -59,7 +63,7 @@ class Settings(BaseSettings):
     role: Literal["all", "stream", "sink"] = Field("all", description="which agents this worker runs")
     metrics_host: str = Field("0.0.0.0", description="bind address of /metrics and /healthz")
     metrics_port: int = Field(9464, ge=0, le=65535, description="0 disables the endpoint")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="worker log level")
 
     @field_validator("kafka_brokers")
     @classmethod

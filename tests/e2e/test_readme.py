@@ -1,0 +1,92 @@
+"""The README's commands, run as a new user would run them."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from journey.local import free_port
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def quick_start() -> list[str]:
+    block = README.split("<!-- quick-start -->")[1]
+    return re.findall(r"^\$ (.+)$", block, flags=re.M)
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEY_")}
+    return subprocess.run(args, cwd=ROOT, env={**clean, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_the_quick_start_is_exactly_two_commands() -> None:
+    assert quick_start() == ["bash scripts/demo.sh", "bash scripts/test.sh"]
+
+
+def test_the_demo_command_runs_the_pipeline_end_to_end(tmp_path: Path) -> None:
+    demo = quick_start()[0].split()
+    result = run(*demo, "--customers", "300", "--workdir", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "[6/6]" in out and "customers entering each stage" in out
+    aware = int(re.search(r"^\s+aware\s+([\d,]+)", out, flags=re.M).group(1).replace(",", ""))
+    assert aware >= 300  # every simulated customer (plus the referred ones) is aware
+    assert re.search(r"PAR \(act/aware\)\s+0\.\d{3}", out)
+    assert "where the data is" in out and str(tmp_path / "demo") in out
+
+
+def test_unreachable_kafka_is_one_clear_line(tmp_path: Path) -> None:
+    port = free_port()
+    events = tmp_path / "e.jsonl"
+    events.write_text('{"type": "clickstream", "customer_id": "c1"}\n')
+    result = run(sys.executable, "-m", "journey.cli", "produce", str(events),
+                 env={"JOURNEY_KAFKA_BROKERS": f"127.0.0.1:{port}"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"journey produce: cannot reach Kafka at 127.0.0.1:{port} — start a broker or set JOURNEY_KAFKA_BROKERS"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_clickhouse_is_one_clear_line() -> None:
+    port = free_port()
+    result = run(sys.executable, "-m", "journey.cli", "migrate",
+                 "--clickhouse-url", f"clickhouse://default:s3cret@127.0.0.1:{port}/journey")
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"journey migrate: cannot reach ClickHouse at 127.0.0.1:{port}")
+    assert "JOURNEY_CLICKHOUSE_URL" in line and "s3cret" not in result.stderr
+
+
+def test_replay_reports_invalid_lines_and_goes_on(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"type":"clickstream","schema_version":1,"event_id":"e1","customer_id":"c1",'
+        '"occurred_at":"2026-01-01T00:00:00Z","action":"product_view"}\n'
+        "not json\n"
+        '{"type":"share","schema_version":1,"event_id":"e2","customer_id":"c1",'
+        '"occurred_at":"2026-01-01T00:00:00"}\n'
+    )
+    result = run(sys.executable, "-m", "journey.cli", "replay", str(events))
+    assert result.returncode == 0
+    assert [line.split('"to_stage":"')[1].split('"')[0] for line in result.stdout.splitlines()] == ["aware", "appeal"]
+    assert "line 2: not a JSON document" in result.stderr
+    assert "line 3: occurred_at has no timezone" in result.stderr
+
+
+def test_help_reads_well() -> None:
+    result = run(sys.executable, "-m", "journey.cli", "--help")
+    assert result.returncode == 0
+    for command in ("worker", "produce", "migrate", "replay", "topics", "generate", "demo"):
+        assert re.search(rf"^\s+{command}\s+\S", result.stdout, flags=re.M), command
+    worker_help = run(sys.executable, "-m", "journey.cli", "worker", "--help").stdout
+    assert "--kafka-brokers" in worker_help and "JOURNEY_" in worker_help
