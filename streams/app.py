@@ -42,6 +42,8 @@ from streams.state_codec import state_key
 log = logging.getLogger("journey.stream")
 
 STATE_TABLE = "customer-state"
+PATH_BATCH = 1000
+PRODUCER_BUFFER_MESSAGES = 4 * PATH_BATCH
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
@@ -275,6 +277,9 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
 
 def build_app(settings: Settings, metrics: JourneyMetrics, rules: Rules, sink: Sink | None) -> faust.App:
     app = faust.App(settings.group_id, **faust_settings(settings))
+    # Faust pauses streams (and logs a warning) once 100 sends are buffered; a batch of 1,000
+    # events legitimately produces a few thousand (transitions + changelog).
+    app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
     partitions = settings.partitions
 
     transitions = app.topic(settings.topic_transitions, partitions=partitions, **RAW)
@@ -291,7 +296,7 @@ def build_app(settings: Settings, metrics: JourneyMetrics, rules: Rules, sink: S
         @app.agent(inputs, name="journey-path")
         async def path_agent(stream: faust.StreamT) -> None:
             runtime.stream = stream
-            async for records in stream.noack_take(1000, within=0.05):
+            async for records in stream.noack_take(PATH_BATCH, within=0.05):
                 finished = runtime.receive(records)
                 await runtime.drain(finished)
 
