@@ -52,6 +52,27 @@ def partition_for(customer_id: str, partitions: int) -> int:
     return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
 
 
+def send_dead_letter(topic: faust.TopicT, metrics: JourneyMetrics, message: Any, rejection: Rejection) -> None:
+    """Quarantine one record with its reason; never raises for the record's content."""
+    letter = dead_letter(
+        key=message.key,
+        value=message.value,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        code=rejection.code,
+        reason=rejection.reason,
+    )
+    topic.send_soon(
+        key=letter.key, value=letter.value, headers=letter.headers, key_serializer="raw", value_serializer="raw"
+    )
+    metrics.deadletters.labels(rejection.code).inc()
+    log.warning(
+        "dead letter %s[%d]@%d: %s (%s)",
+        message.topic, message.partition, message.offset, rejection.reason, rejection.code,
+    )
+
+
 class PathRuntime:
     """Receive -> align -> apply -> publish -> acknowledge, for the path agent."""
 
@@ -88,7 +109,7 @@ class PathRuntime:
             topic, partition, offset = message.topic, message.partition, message.offset
             result = decode(message.value, self.settings.max_event_bytes)
             if isinstance(result, Rejection):
-                self._dead_letter(message, result)
+                send_dead_letter(self.deadletters, self.metrics, message, result)
                 self.metrics.events.labels(topic, "deadlettered").inc()
                 self.aligner.note_received(topic, partition, offset)
                 done.append(record)
@@ -113,33 +134,6 @@ class PathRuntime:
             value_serializer="raw",
         )
         self.metrics.events.labels(message.topic, "rekeyed").inc()
-
-    def _dead_letter(self, message: Any, rejection: Rejection) -> None:
-        letter = dead_letter(
-            key=message.key,
-            value=message.value,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            code=rejection.code,
-            reason=rejection.reason,
-        )
-        self.deadletters.send_soon(
-            key=letter.key,
-            value=letter.value,
-            headers=letter.headers,
-            key_serializer="raw",
-            value_serializer="raw",
-        )
-        self.metrics.deadletters.labels(rejection.code).inc()
-        log.warning(
-            "dead letter %s[%d]@%d: %s (%s)",
-            message.topic,
-            message.partition,
-            message.offset,
-            rejection.reason,
-            rejection.code,
-        )
 
     # -- apply -----------------------------------------------------------------------------
     def _caught_up(self, topic: str, partition: int) -> bool:
@@ -210,21 +204,8 @@ class SinkRuntime:
             try:
                 batch.append(Transition.model_validate_json(record.message.value))
             except ValidationError as exc:
-                message = record.message
-                letter = dead_letter(
-                    key=message.key,
-                    value=message.value,
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    code="invalid_fields",
-                    reason=f"not a transition record: {exc.errors()[0]['msg']}",
-                )
-                self.deadletters.send_soon(
-                    key=letter.key, value=letter.value, headers=letter.headers,
-                    key_serializer="raw", value_serializer="raw",
-                )
-                self.metrics.deadletters.labels("invalid_fields").inc()
+                reason = f"not a transition record: {exc.errors()[0]['msg']}"
+                send_dead_letter(self.deadletters, self.metrics, record.message, Rejection("invalid_fields", reason))
         return batch
 
     async def write(self, records: list[Any]) -> None:
