@@ -48,6 +48,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise JourneyError(f"invalid settings: {problems}") from None
 
 
+def backend_url(settings: Settings) -> Any:
+    from sinks.clickhouse.backends import BackendURL
+
+    try:
+        return BackendURL.parse(settings.clickhouse_url, settings.clickhouse_password)
+    except ValueError as exc:
+        raise JourneyError(f"JOURNEY_CLICKHOUSE_URL: {exc}") from None
+
+
 def _lines(path: str) -> Iterator[bytes]:
     if path == "-":
         yield from sys.stdin.buffer
@@ -79,20 +88,19 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from sinks.clickhouse.sink import migrate
-    from sinks.clickhouse.target import ClickHouseTarget
     from sinks.contract import SinkUnavailable
 
     settings = settings_from(args)
-    target = ClickHouseTarget.from_url(settings.clickhouse_url, settings.clickhouse_password)
+    url = backend_url(settings)
     try:
-        dialect, statements = migrate(target)
+        dialect, statements = migrate(url)
     except SinkUnavailable as exc:
         raise JourneyError(str(exc)) from None
     if args.print:
         print(";\n\n".join(statements) + ";")
     flavour = "current" if dialect.modern else "legacy (DateTime, no LowCardinality)"
     print(
-        f"migrated {target}: {len(statements)} statements, server {'.'.join(map(str, dialect.version))} "
+        f"migrated {url}: {len(statements)} statements, server {'.'.join(map(str, dialect.version))} "
         f"({flavour} dialect)",
         file=sys.stderr,
     )
@@ -154,6 +162,30 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    from journey.output import render
+    from journey.sql_endpoint import query_owner
+    from sinks.clickhouse.backends import ChdbLocked, QueryError
+    from sinks.contract import SinkUnavailable
+
+    params = dict(p.split("=", 1) for p in args.param)
+    url = backend_url(settings_from(args))
+    try:
+        backend = url.open()
+        try:
+            result = backend.query(args.query, params)
+        finally:
+            backend.close()
+    except ChdbLocked as exc:
+        if not exc.owner:
+            raise JourneyError(str(exc)) from None
+        result = query_owner(exc.owner, args.query, params)
+    except (SinkUnavailable, QueryError) as exc:
+        raise JourneyError(str(exc)) from None
+    sys.stdout.write(render(result.columns, result.rows, args.format))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from journey.demo import run_demo
 
@@ -200,6 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-event-bytes", type=int, default=Settings.model_fields["max_event_bytes"].default,
                    help="longer lines are rejected, as the worker does [default: %(default)s]")
     p.set_defaults(run=cmd_replay)
+
+    p = sub.add_parser("sql", help="query the configured ClickHouse (server or chDB, even while a worker holds it)",
+                       description="Run one query against JOURNEY_CLICKHOUSE_URL and print the result. For a "
+                       "chDB directory held by a running worker or demo, the query goes through that process "
+                       "(read-only statements only).")
+    p.add_argument("query", help="SQL; parameters as {name:Type}, e.g. WHERE brand = {brand:String}")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a query parameter")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="[default: %(default)s]")
+    _add_settings(p, CLICKHOUSE)
+    p.set_defaults(run=cmd_sql)
 
     p = sub.add_parser("topics", help="create the journey topics with their partition count")
     _add_settings(p, TOPICS)

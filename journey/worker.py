@@ -10,9 +10,10 @@ from journey.health import serve
 from journey.kafka_admin import create_topics, partition_counts
 from journey.metrics import JourneyMetrics
 from journey.rules_file import load_rules
+from journey.sql_endpoint import serve_sql
 from journey.settings import Settings
 from sinks.clickhouse.sink import ClickHouseSink
-from sinks.clickhouse.target import ClickHouseTarget
+from sinks.clickhouse.backends import BackendURL
 from sinks.contract import SinkUnavailable
 from streams.app import build_app
 
@@ -40,10 +41,10 @@ def check_topics(settings: Settings) -> None:
 
 def build_sink(settings: Settings) -> ClickHouseSink:
     try:
-        target = ClickHouseTarget.from_url(settings.clickhouse_url, settings.clickhouse_password)
+        url = BackendURL.parse(settings.clickhouse_url, settings.clickhouse_password)
     except ValueError as exc:
         raise JourneyError(f"JOURNEY_CLICKHOUSE_URL: {exc}") from None
-    sink = ClickHouseSink(target)
+    sink = ClickHouseSink(url)
     try:
         sink.setup()
     except SinkUnavailable as exc:
@@ -55,6 +56,9 @@ def run_worker(settings: Settings) -> None:
     rules = load_rules(settings.rules_file)
     check_topics(settings)
     sink = build_sink(settings) if settings.role in ("all", "sink") else None
+    if sink is not None and sink.url.scheme == "chdb":
+        # This process now holds the chDB directory: let `journey sql` query through it.
+        serve_sql(sink.connected, sink.url.path)
     metrics = JourneyMetrics()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = build_app(settings, metrics, rules, sink)

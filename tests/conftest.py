@@ -35,12 +35,15 @@ def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServic
     service.stop()
 
 
-@pytest.fixture
-def pipeline(broker: LocalService, clickhouse: LocalService, tmp_path: Path) -> Iterator[Pipeline]:
-    """Topics created and database migrated; workers started by the test are stopped after it."""
+@pytest.fixture(params=["server", "chdb"])
+def pipeline(
+    request: pytest.FixtureRequest, broker: LocalService, clickhouse: LocalService, tmp_path: Path
+) -> Iterator[Pipeline]:
+    """Topics created and database migrated, on each ClickHouse backend: the native server
+    (Debian 18.16) and chDB (current engine, embedded). Workers are stopped after the test."""
     from tests.support.pipeline import Pipeline
 
-    pipe = Pipeline(broker, clickhouse, tmp_path)
+    pipe = Pipeline(broker, clickhouse, tmp_path, backend=request.param)
     pipe.setup()
     yield pipe
     pipe.stop_workers()

@@ -1,7 +1,7 @@
 """Transitions into the idempotent `transitions` table, one INSERT per batch.
 
-Rows go as the driver's argument, never as SQL text (values in SQL text hang on 18.16 and
-would be an injection risk). A re-sent batch changes nothing: the table replaces rows with
+Rows are passed as data (the native driver's argument, an Arrow table for chDB), never as SQL
+text (values in SQL text hang on 18.16 and would be an injection risk). A re-sent batch changes nothing: the table replaces rows with
 the same (brand, customer_id, seq), and rows carry their own partition key (occurred_at).
 """
 
@@ -10,16 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from clickhouse_driver import Client
 from clickhouse_driver import errors as ch_errors
 
 from schemas import Transition
-from sinks.clickhouse.connection import UNREACHABLE, connect, server_dialect, unreachable_message
+from sinks.clickhouse.backends import Backend, BackendURL, QueryError
 from sinks.clickhouse.tables import TRANSITION_COLUMNS, Dialect, migrations
-from sinks.clickhouse.target import ClickHouseTarget
 from sinks.contract import SinkUnavailable
-
-INSERT_TRANSITIONS = "INSERT INTO {db}.transitions ({columns}) VALUES"
 
 
 def _naive_utc(moment: datetime) -> datetime:
@@ -45,59 +41,57 @@ def transition_row(t: Transition) -> tuple:
     )
 
 
-def migrate(target: ClickHouseTarget) -> tuple[Dialect, list[str]]:
+def migrate(url: BackendURL) -> tuple[Dialect, list[str]]:
     """Create the database and tables if missing; returns the dialect and statements run."""
-    client = connect(target, with_database=False)
+    backend = url.open(with_database=False)
     try:
-        dialect = server_dialect(client)
-        statements = migrations(target.database, dialect)
+        statements = migrations(url.database, backend.dialect)
         for statement in statements:
-            client.execute(statement)
-        return dialect, statements
+            backend.execute(statement)
+        return backend.dialect, statements
     finally:
-        client.disconnect()
+        backend.close()
 
 
 class ClickHouseSink:
-    def __init__(self, target: ClickHouseTarget, *, timeout_s: float = 30.0) -> None:
-        self.target = target
+    """Writes batches of transitions through a backend (server or chDB), reconnecting on failure."""
+
+    def __init__(self, url: BackendURL, *, timeout_s: float = 30.0) -> None:
+        self.url = url
         self.timeout_s = timeout_s
-        self._client: Client | None = None
-        self.dialect: Dialect | None = None
-        self._insert = INSERT_TRANSITIONS.format(db=target.database, columns=", ".join(TRANSITION_COLUMNS))
+        self.backend: Backend | None = None
 
     def setup(self) -> None:
-        client = self._connected()
-        exists = client.execute(
-            "SELECT count() FROM system.tables WHERE database = %(db)s AND name = 'transitions'",
-            {"db": self.target.database},
-        )[0][0]
-        if not exists:
-            raise SinkUnavailable(
-                f"ClickHouse at {self.target.address} has no table {self.target.database}.transitions"
-                " — run `journey migrate`"
-            )
+        backend = self.connected()
+        exists = backend.query(
+            "SELECT count() FROM system.tables WHERE database = {db:String} AND name = 'transitions'",
+            {"db": self.url.database},
+        ).rows[0][0]
+        if not int(exists):
+            raise SinkUnavailable(f"{self.url} has no table {self.url.database}.transitions — run `journey migrate`")
 
-    def _connected(self) -> Client:
-        if self._client is None:
-            self._client = connect(self.target, timeout_s=self.timeout_s)
-            self.dialect = server_dialect(self._client)
-        return self._client
+    def connected(self) -> Backend:
+        if self.backend is None:
+            self.backend = self.url.open(timeout_s=self.timeout_s)
+        return self.backend
 
     def write(self, batch: Sequence[Transition]) -> None:
         if not batch:
             return
         try:
-            self._connected().execute(self._insert, [transition_row(t) for t in batch])
-        except (*UNREACHABLE, ch_errors.Error) as exc:
+            self.connected().insert("transitions", TRANSITION_COLUMNS, [transition_row(t) for t in batch])
+        except SinkUnavailable:
             self.close()  # reconnect on the next attempt
-            if isinstance(exc, UNREACHABLE):
-                raise SinkUnavailable(unreachable_message(self.target, exc)) from exc
-            raise SinkUnavailable(f"ClickHouse at {self.target.address} refused the insert: {exc}") from exc
+            raise
+        except (QueryError, ch_errors.Error) as exc:
+            self.close()
+            raise SinkUnavailable(f"{self.url} refused the insert: {exc}") from exc
 
     def close(self) -> None:
-        if self._client is not None:
+        if self.backend is not None:
             try:
-                self._client.disconnect()
+                self.backend.close()
+            except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is dropped anyway
+                pass
             finally:
-                self._client = None
+                self.backend = None

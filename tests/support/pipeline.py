@@ -63,7 +63,14 @@ class Pipeline:
     workdir: Path
     name: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
     partitions: int = 4
+    backend: str = "server"  # "server": clickhouse-server over the native protocol; "chdb": embedded
     workers: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def clickhouse_url(self) -> str:
+        if self.backend == "chdb":
+            return f"chdb://{self.workdir / 'chdb'}?database={self.database}"
+        return f"clickhouse://default@{self.clickhouse.address}/{self.database}"
 
     @property
     def database(self) -> str:
@@ -81,7 +88,7 @@ class Pipeline:
             JOURNEY_TOPIC_REKEYED=f"{self.name}.rekeyed",
             JOURNEY_GROUP_ID=f"{self.name}-group",
             JOURNEY_PARTITIONS=str(self.partitions),
-            JOURNEY_CLICKHOUSE_URL=f"clickhouse://default@{self.clickhouse.address}/{self.database}",
+            JOURNEY_CLICKHOUSE_URL=self.clickhouse_url,
             JOURNEY_PRODUCER_IDEMPOTENCE="false",  # Tansu lacks InitProducerId (DESIGN.md §5)
             JOURNEY_SESSION_TIMEOUT_S="8",  # group joins take half of it on Tansu
             JOURNEY_SINK_BATCH_SECONDS="0.5",
@@ -127,21 +134,25 @@ class Pipeline:
                     proc.kill()
                     proc.wait()
 
-    def client(self) -> Client:
-        return Client(host=self.clickhouse.host, port=self.clickhouse.port, send_receive_timeout=30)
-
-    def stored_count(self) -> int:
-        client = self.client()
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        """Rows as dicts; chDB is queried through `journey sql` (and so through a running worker)."""
+        if self.backend == "chdb":
+            out = self.journey("sql", sql, "--format", "json").stdout
+            return [json.loads(line) for line in out.splitlines() if line.strip()]
+        client = Client(host=self.clickhouse.host, port=self.clickhouse.port, send_receive_timeout=30)
         try:
-            exists = client.execute(
-                "SELECT count() FROM system.tables WHERE database = %(db)s AND name = 'transitions'",
-                {"db": self.database},
-            )[0][0]
-            if not exists:
-                return 0
-            return client.execute(f"SELECT count() FROM {self.database}.transitions FINAL")[0][0]
+            rows, types = client.execute(sql, with_column_types=True)
         finally:
             client.disconnect()
+        return [dict(zip([name for name, _ in types], row)) for row in rows]
+
+    def stored_count(self) -> int:
+        exists = self.query(
+            f"SELECT count() AS n FROM system.tables WHERE database = '{self.database}' AND name = 'transitions'"
+        )[0]["n"]
+        if not int(exists):
+            return 0
+        return int(self.query(f"SELECT count() AS n FROM {self.database}.transitions FINAL")[0]["n"])
 
     def wait_for_rows(self, expected: int, timeout: float = 180) -> None:
         def done() -> bool:
@@ -153,20 +164,10 @@ class Pipeline:
         wait_until(done, timeout, f"{expected} transitions in ClickHouse (have {self.stored_count()})")
 
     def stored_transitions(self) -> list[dict[str, Any]]:
-        client = self.client()
-        try:
-            columns = ", ".join(transition_fields())
-            rows = client.execute(f"SELECT {columns} FROM {self.database}.transitions FINAL")
-            return [dict(zip(transition_fields(), row)) for row in rows]
-        finally:
-            client.disconnect()
+        return self.query(f"SELECT {', '.join(transition_fields())} FROM {self.database}.transitions FINAL")
 
     def precision_us(self) -> int:
-        client = self.client()
-        try:
-            version = client.execute("SELECT version()")[0][0]
-        finally:
-            client.disconnect()
+        version = self.query("SELECT version() AS v")[0]["v"]
         major, minor = (int(x) for x in version.split(".")[:2])
         return 1 if (major, minor) >= (20, 1) else 1_000_000
 

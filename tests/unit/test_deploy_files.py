@@ -631,3 +631,58 @@ def test_clickhouse_panels_read_the_migrated_table(dashboard, services):
     assert sql, "no ClickHouse panel"
     for query in sql:
         assert f"FROM {database}.transitions" in query, query
+
+
+# -- docker-compose.yml against the Compose Specification's JSON Schema ------------------------
+
+COMPOSE_SPEC_SCHEMA = ROOT / "tests" / "fixtures" / "compose-spec.schema.json"
+
+
+def compose_spec_errors(document: dict[str, Any]) -> list[str]:
+    """Every violation of the Compose Specification schema, as `path: message`."""
+    import jsonschema
+
+    schema = json.loads(COMPOSE_SPEC_SCHEMA.read_text())
+    assert "2019-09" in schema["$schema"], schema["$schema"]
+    jsonschema.Draft201909Validator.check_schema(schema)
+    validator = jsonschema.Draft201909Validator(schema, format_checker=jsonschema.Draft201909Validator.FORMAT_CHECKER)
+    return sorted(
+        f"{'/'.join(map(str, error.absolute_path)) or '(top level)'}: {error.message}"
+        for error in validator.iter_errors(document)
+    )
+
+
+def test_compose_file_matches_the_compose_spec_schema(compose):
+    """What `docker compose config` checks first, without the plugin: the file (variables at
+    their defaults, YAML anchors and `<<` merges resolved) is valid against the official
+    Compose Specification schema (tests/fixtures/README.md says which copy and why). The
+    whole file is validated, top-level `name` included: nothing is removed first."""
+    errors = compose_spec_errors(compose)
+    assert not errors, "\n".join(errors)
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        "unknown top-level key",
+        "misspelt service key",
+        "unknown depends_on condition",
+        "healthcheck test of the wrong type",
+        "non-string image",
+    ],
+)
+def test_compose_spec_schema_catches_mistakes(compose, mutation):
+    """The schema check is not vacuous: typical mistakes in the same file are reported."""
+    broken = json.loads(json.dumps(compose))  # a deep copy of plain data
+    worker = broken["services"]["worker"]
+    if mutation == "unknown top-level key":
+        broken["service"] = {}
+    elif mutation == "misspelt service key":
+        worker["healthchek"] = worker.pop("healthcheck")
+    elif mutation == "unknown depends_on condition":
+        worker["depends_on"]["kafka"]["condition"] = "service_ready"
+    elif mutation == "healthcheck test of the wrong type":
+        worker["healthcheck"]["test"] = {"cmd": "true"}
+    elif mutation == "non-string image":
+        worker["image"] = 5
+    assert compose_spec_errors(broken), f"{mutation} was accepted"
