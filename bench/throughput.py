@@ -67,6 +67,12 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def ch_client(clickhouse: LocalService) -> Any:
+    from clickhouse_driver import Client
+
+    return Client(host=clickhouse.host, port=clickhouse.port, send_receive_timeout=60)
+
+
 def self_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -104,6 +110,7 @@ class Figures:
     stored_final: int = 0
     stored_raw: int = 0  # count() without FINAL: rows inserted more than once show here
     equal_to_replay: bool = False
+    stalled_short: bool = False  # the worker finished with fewer transitions than replay
     mismatch: str = ""
     tansu_cpu_raw_s: float = 0.0
     tansu_cpu_worker_s: float = 0.0
@@ -242,7 +249,7 @@ async def _raw_consume(bootstrap: str, topics: list[str], expected: int, timeout
 
 
 def measure_worker(pipeline: Pipeline, fig: Figures, broker: LocalService, clickhouse: LocalService,
-                   timeout: float) -> None:
+                   timeout: float, settle: float) -> None:
     """One worker from cold start until ClickHouse holds `fig.transitions` rows (FINAL)."""
     tansu_cpu0 = cpu_seconds(broker.process.pid)
     ch_cpu0 = cpu_seconds(clickhouse.process.pid)
@@ -250,13 +257,21 @@ def measure_worker(pipeline: Pipeline, fig: Figures, broker: LocalService, click
     proc, port = pipeline.start_worker()
     pid = proc.pid
     deadline = started + timeout
-    stored = 0
+    stored = last_stored = 0
     next_report = started + 3.0
     metrics: dict[str, float] = {}
+    # Readings at the last change of the stored count: the end point if the worker stalls short.
+    last_change, cpu_at_change = started, (0.0, tansu_cpu0, ch_cpu0)
 
     def accepted(samples: dict[str, float]) -> float:
         return sum(v for k, v in samples.items()
                    if k.startswith("journey_events_consumed_total{") and 'outcome="accepted"' in k)
+
+    def emitted(samples: dict[str, float]) -> float:
+        return sum(v for k, v in samples.items() if k.startswith("journey_transitions_total{"))
+
+    def cpus() -> tuple[float, float, float]:
+        return cpu_seconds(pid), cpu_seconds(broker.process.pid), cpu_seconds(clickhouse.process.pid)
 
     while True:
         if proc.poll() is not None:
@@ -276,6 +291,21 @@ def measure_worker(pipeline: Pipeline, fig: Figures, broker: LocalService, click
             fig.worker_first_row_s = now - started
         if stored >= fig.transitions:
             fig.worker_wall_s = time.monotonic() - started
+            worker_cpu, tansu_cpu, ch_cpu = cpus()
+            break
+        if stored != last_stored:
+            last_stored, last_change, cpu_at_change = stored, now, cpus()
+        if (applied >= fig.events and 0 < emitted(metrics) <= metrics.get("journey_sink_rows_total", 0)
+                and now - last_change >= settle):
+            # Everything consumed and everything emitted is stored, yet fewer rows than replay
+            # predicts: the stream emitted other transitions. Stop at the last change; the
+            # comparison below tells what differs.
+            fig.stalled_short = True
+            fig.worker_wall_s = last_change - started
+            worker_cpu, tansu_cpu, ch_cpu = cpu_at_change
+            print(file=sys.stderr)
+            say(f"  worker: all events applied and all {emitted(metrics):,.0f} emitted transitions stored, "
+                f"but replay predicts {fig.transitions:,}; nothing changed for {settle:.0f} s: stopping")
             break
         if now > deadline:
             raise RuntimeError(f"timed out after {timeout:.0f}s: {stored:,} of {fig.transitions:,} transitions "
@@ -286,10 +316,10 @@ def measure_worker(pipeline: Pipeline, fig: Figures, broker: LocalService, click
                 f"{cpu_seconds(pid):6.1f} CPU-s", end="\r")
         time.sleep(0.25)
     # Read before stopping: /proc/PID is gone (or reset) afterwards.
-    fig.worker_cpu_s = cpu_seconds(pid)
+    fig.worker_cpu_s = worker_cpu
     fig.worker_peak_rss_mib = peak_rss_mib(pid)
-    fig.tansu_cpu_worker_s = cpu_seconds(broker.process.pid) - tansu_cpu0
-    fig.clickhouse_cpu_worker_s = cpu_seconds(clickhouse.process.pid) - ch_cpu0
+    fig.tansu_cpu_worker_s = tansu_cpu - tansu_cpu0
+    fig.clickhouse_cpu_worker_s = ch_cpu - ch_cpu0
     try:
         metrics = scrape(port)
     except OSError:
@@ -342,7 +372,7 @@ def check_equal(pipeline: Pipeline, expected: list[dict[str, Any]], fig: Figures
     stored = normalise(pipeline.stored_transitions(), precision)
     wanted = normalise(expected, precision)
     fig.stored_final = len(stored)
-    client = pipeline.client()
+    client = ch_client(pipeline.clickhouse)
     try:
         fig.stored_raw = client.execute(f"SELECT count() FROM {pipeline.database}.transitions")[0][0]
     finally:
@@ -381,14 +411,29 @@ def describe_machine() -> dict[str, str]:
     return info
 
 
+def git_state() -> str:
+    """The commit measured, and whether files outside bench/ differed from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%h %cI %s"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = [line[3:] for line in subprocess.run(["git", "-C", str(root), "status", "--porcelain"],
+                                                     capture_output=True, text=True, timeout=10).stdout.splitlines()
+                 if not line[3:].startswith("bench/")]
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    state = f"uncommitted changes in {', '.join(dirty[:5])}{' ...' if len(dirty) > 5 else ''}" if dirty else "clean"
+    return f"commit {head or '?'} (outside bench/: {state})"
+
+
 def describe_versions(pipeline: Pipeline, broker: LocalService) -> dict[str, str]:
-    versions = {"python": platform.python_version()}
+    versions = {"journey5a code": git_state(), "python": platform.python_version()}
     for package in ("faust-streaming", "aiokafka", "kafka-python", "clickhouse-driver", "orjson", "pydantic"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
-    client = pipeline.client()
+    client = ch_client(pipeline.clickhouse)
     try:
         versions["ClickHouse server"] = client.execute("SELECT version()")[0][0]
     finally:
@@ -440,6 +485,11 @@ def figures_table(fig: Figures) -> list[tuple[str, str]]:
                                  f"{fig.tansu_cpu_worker_s:.1f} during the worker run; ClickHouse "
                                  f"{fig.clickhouse_cpu_worker_s:.1f} CPU-s during the worker run (incl. the "
                                  f"bench's count() polls)"),
+        ("events applied late", f"{fig.worker_metrics.get('late events', 0):,.0f} (out of event-time order; "
+                                f"each can change the transitions, DESIGN.md §1.4); transitions emitted by the "
+                                f"worker {fig.worker_metrics.get('transitions emitted', 0):,.0f}"
+                                + ("; **the worker stopped short of replay: the time is to its last stored row**"
+                                   if fig.stalled_short else "")),
         ("stored rows", f"{fig.stored_final:,} with FINAL, {fig.stored_raw:,} without (re-inserted duplicates: "
                         f"{fig.stored_raw - fig.stored_final:,})"),
         ("**equal to replay**", "**yes**" if fig.equal_to_replay else f"**no** — {fig.mismatch}"),
@@ -524,6 +574,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=5, help="generator seed [%(default)s]")
     parser.add_argument("--partitions", type=int, default=8, help="partitions per topic [%(default)s]")
     parser.add_argument("--timeout", type=float, default=1800, help="max seconds for the worker run [%(default)s]")
+    parser.add_argument("--settle", type=float, default=15,
+                        help="stop waiting once all events are applied, every emitted transition is stored and "
+                             "nothing changed for this many seconds, even if replay predicts more [%(default)s]")
     parser.add_argument("--raw-timeout", type=float, default=600, help="max seconds for the raw read [%(default)s]")
     parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file to write [bench/results/...]")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
@@ -602,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{fig.raw_cpu_s:.1f} CPU-s)")
 
         say("pipeline: one journey worker until ClickHouse holds every transition")
-        measure_worker(pipeline, fig, broker, clickhouse, args.timeout)
+        measure_worker(pipeline, fig, broker, clickhouse, args.timeout, args.settle)
         say(f"  done in {fig.worker_wall_s:.1f} s ({fig.pipeline_rate:,.0f} events/s, {fig.worker_cpu_s:.1f} CPU-s, "
             f"peak RSS {fig.worker_peak_rss_mib:,.0f} MiB)")
         pipeline.stop_workers()

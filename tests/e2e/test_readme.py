@@ -37,11 +37,17 @@ def test_the_demo_command_runs_the_pipeline_end_to_end(tmp_path: Path) -> None:
     result = run(*demo, "--customers", "300", "--workdir", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     out = result.stdout
-    assert "[6/6]" in out and "customers entering each stage" in out
+    assert "[5/5]" in out and "customers entering each stage" in out
     aware = int(re.search(r"^\s+aware\s+([\d,]+)", out, flags=re.M).group(1).replace(",", ""))
     assert aware >= 300  # every simulated customer (plus the referred ones) is aware
     assert re.search(r"PAR \(act/aware\)\s+0\.\d{3}", out)
     assert "where the data is" in out and str(tmp_path / "demo") in out
+    # The data outlives the demo and is queryable with the one SQL command.
+    url = f"chdb://{tmp_path / 'demo' / 'chdb'}?database=journey"
+    query = run(sys.executable, "-m", "journey.cli", "sql", "SELECT count() AS n FROM journey.transitions FINAL",
+                "--format", "csv", "--clickhouse-url", url)
+    assert query.returncode == 0, query.stderr
+    assert int(query.stdout.splitlines()[1]) > aware
 
 
 def test_unreachable_kafka_is_one_clear_line(tmp_path: Path) -> None:

@@ -159,7 +159,7 @@ def dashboard_expressions() -> dict[str, str]:
             for target in panel.get("targets", []):
                 source = target.get("datasource", panel.get("datasource"))
                 if "expr" in target and (source is None or _is_prometheus(source, uids)):
-                    key = f"{path.relative_to(ROOT)}: {panel.get('title')} / {target.get('refId')}"
+                    key = f"{path.relative_to(ROOT)}: panel {panel.get('id')} {panel.get('title')!r} / {target.get('refId')}"
                     found[key] = grafana_expand(target["expr"], variables)
     return found
 
