@@ -137,9 +137,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_topics(args: argparse.Namespace) -> int:
     from journey.kafka_admin import create_topics
+    from journey.kafka_security import kafka_python_config
 
     settings = settings_from(args)
-    created = create_topics(settings.broker_list, {t: settings.partitions for t in settings.all_topics})
+    created = create_topics(settings.broker_list, {t: settings.partitions for t in settings.all_topics},
+                            security=kafka_python_config(settings))
     for topic in settings.all_topics:
         state = "created" if topic in created else "exists"
         print(f"{topic:<32} {settings.partitions} partitions  {state}")
@@ -147,18 +149,46 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from journey.generate import generate, to_jsonl
+    import os
+    from dataclasses import replace
 
-    out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")
-    count = 0
+    from journey.generate import PRESETS, Pacer, Progress, Simulation, publish, write_lines
+
+    overrides = {name: getattr(args, f"profile_{name}") for name in args.profile_overrides
+                 if getattr(args, f"profile_{name}") is not None}
     try:
-        for event in generate(args.customers, seed=args.seed, days=args.days, brand=args.brand):
-            out.write(to_jsonl(event))
-            count += 1
-    finally:
-        if out is not sys.stdout.buffer:
-            out.close()
-    print(f"generated {count:,} events (seed {args.seed})", file=sys.stderr)
+        profile = replace(PRESETS[args.preset], **overrides)
+        sim = Simulation(args.customers, seed=args.seed, start=args.start, days=args.days, brand=args.brand,
+                         profile=profile, malformed=args.malformed)
+        Pacer(args.rate)  # validates --rate before anything is opened
+    except ValueError as exc:
+        raise JourneyError(str(exc)) from None
+    progress = Progress(None if args.quiet else sys.stderr)
+    if args.to_kafka:
+        settings = settings_from(args)
+        publish(sim.lines(), settings, pacer=Pacer(args.rate), progress=progress)
+        target = f"Kafka {settings.kafka_brokers}"
+    else:
+        try:
+            out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")
+        except OSError as exc:
+            raise JourneyError(f"cannot write {args.output}: {exc.strerror}") from None
+        target = "stdout" if args.output == "-" else args.output
+        try:
+            write_lines(sim.lines(), out, pacer=Pacer(args.rate, before_sleep=out.flush), progress=progress)
+        except BrokenPipeError:  # `journey generate | head`: stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            progress.done(f"generated {progress.lines:,} events; {target} was closed, stopped")
+            return 141
+        finally:
+            if out is not sys.stdout.buffer:
+                out.close()
+    bad = f" ({progress.malformed:,} malformed)" if args.malformed else ""
+    progress.done(
+        f"generated {progress.lines:,} events{bad} from {sim.population:,} customers "
+        f"({sim.referred:,} referred) in {progress.elapsed:.1f}s ({progress.lines / progress.elapsed:,.0f}/s); "
+        f"preset {args.preset}, seed {args.seed} -> {target}"
+    )
     return 0
 
 
@@ -183,6 +213,15 @@ def cmd_sql(args: argparse.Namespace) -> int:
     except (SinkUnavailable, QueryError) as exc:
         raise JourneyError(str(exc)) from None
     sys.stdout.write(render(result.columns, result.rows, args.format))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from journey.report import build_report, render_report
+
+    url = backend_url(settings_from(args))
+    report = build_report(url, args.brand, args.since, args.until, top=args.top)
+    sys.stdout.write(render_report(report, args.format))
     return 0
 
 
@@ -243,17 +282,75 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p, CLICKHOUSE)
     p.set_defaults(run=cmd_sql)
 
+    from journey.report import DEFAULT_TOP, parse_day
+
+    p = sub.add_parser("report", help="print Kotler's 5A metrics of a brand and period (PAR, BAR, shape, ...)",
+                       description="Print, for one brand and period, the customers entering each stage (with a bar "
+                       "chart), PAR, BAR and the four stage ratios (n/a when a denominator is 0), the path shape "
+                       "and its distance to the bow tie, weekly entries, the influence-zone and channel mix, "
+                       "time to convert, referral reach, weekly cohorts and current stages. Each section runs a "
+                       "file of the query library (sinks/clickhouse/sql/; see docs/analysts.md). The period is "
+                       "UTC days [since, until): a customer counts in a stage when they entered it on one of "
+                       "those days.")
+    p.add_argument("--brand", default="default", help="[default: %(default)s]")
+    p.add_argument("--since", type=parse_day, metavar="DATE", help="first day, YYYY-MM-DD (UTC) [default: all data]")
+    p.add_argument("--until", type=parse_day, metavar="DATE",
+                   help="day after the last one, YYYY-MM-DD (UTC, exclusive) [default: all data]")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                   help="table for people; json (one document) or csv (section,key,metric,value) for tools "
+                   "[default: %(default)s]")
+    p.add_argument("--top", type=int, default=DEFAULT_TOP, metavar="N", help="advocates listed [default: %(default)s]")
+    _add_settings(p, CLICKHOUSE)
+    p.set_defaults(run=cmd_report)
+
     p = sub.add_parser("topics", help="create the journey topics with their partition count")
     _add_settings(p, TOPICS)
     p.set_defaults(run=cmd_topics)
 
-    p = sub.add_parser("generate", help="simulate customers walking the 5A path (JSON Lines)")
-    p.add_argument("--customers", type=int, default=1000, help="arriving customers [default: %(default)s]")
-    p.add_argument("--seed", type=int, default=5, help="random seed: same seed, same events")
-    p.add_argument("--days", type=int, default=30, help="time span of the data [default: %(default)s]")
+    from journey.generate import DEFAULT_START, PRESETS, parse_start
+
+    p = sub.add_parser("generate", help="simulate customers walking the 5A path (JSON Lines or Kafka)",
+                       description="Simulate a population walking the 5A path: channels and campaigns, "
+                       "skipped stages, advocates whose shares bring new customers. Same seed, same bytes. "
+                       "Writes JSON Lines (stdout by default) or publishes each event to its topic keyed by "
+                       "customer_id. Progress every second and a summary go to stderr. See docs/generator.md.")
+    p.add_argument("--customers", type=int, default=1000,
+                   help="arriving customers; advocates bring more [default: %(default)s]")
+    p.add_argument("--seed", type=int, default=5, help="random seed: same seed, same events [default: %(default)s]")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="funnel",
+                   help="path profile giving Kotler's shape of that name [default: %(default)s]")
+    p.add_argument("--days", type=float, default=30, help="time span of the data [default: %(default)s]")
+    p.add_argument("--start", type=parse_start, default=DEFAULT_START, metavar="TIME",
+                   help=f"start of the span: RFC 3339 or a date, UTC if no offset [default: {DEFAULT_START.date()}]")
     p.add_argument("--brand", default="default", help="brand of every event [default: %(default)s]")
-    p.add_argument("-o", "--output", default="-", help="file to write ('-' for stdout)")
-    p.set_defaults(run=cmd_generate)
+    p.add_argument("--malformed", type=float, default=0.0, metavar="FRACTION",
+                   help="fraction of lines that are bad records (truncated JSON, missing field, wrong type, "
+                   "naive timestamp, unknown type) [default: %(default)s]")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-o", "--output", default="-", metavar="FILE", help="file to write ('-' for stdout)")
+    where.add_argument("--to-kafka", action="store_true",
+                       help="publish to the input topics (malformed lines to the clickstream topic)")
+    p.add_argument("--rate", type=float, metavar="EVENTS_PER_S", help="at most this many events per second")
+    p.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    tuning = p.add_argument_group("profile overrides (default: the preset's value)")
+    overrides = {  # PathProfile field -> (flag, help)
+        "appeal": ("p-appeal", "P(aware -> appeal)"),
+        "ask": ("p-ask", "P(appeal -> ask)"),
+        "act": ("p-act", "P(ask -> act): a purchase"),
+        "advocate": ("p-advocate", "P(act -> advocate) for completed buyers"),
+        "impulse_buy": ("p-impulse-buy", "P(aware -> act directly)"),
+        "ask_without_appeal": ("p-ask-without-appeal", "P(aware -> ask directly): research first"),
+        "advocate_without_buying": ("p-advocate-without-buying", "P(appeal -> advocate without buying)"),
+        "refund": ("p-refund", "P(a purchase is refunded): no act signal"),
+        "referrals_per_share": ("referrals-per-share", "mean new customers one share brings"),
+        "mean_delay_hours": ("mean-delay-hours", "mean time between steps, in hours"),
+        "noise_events": ("noise-events", "mean extra same-stage events per stage"),
+    }
+    for name, (flag, text) in overrides.items():
+        values = ", ".join(f"{preset} {getattr(profile, name):g}" for preset, profile in PRESETS.items())
+        tuning.add_argument(f"--{flag}", dest=f"profile_{name}", type=float, metavar="X", help=f"{text} [{values}]")
+    _add_settings(p, KAFKA)
+    p.set_defaults(run=cmd_generate, profile_overrides=tuple(overrides))
 
     p = sub.add_parser("demo", help="run the whole pipeline locally: broker, ClickHouse, worker, data",
                        description="Start a local Tansu broker and an embedded ClickHouse (chDB), migrate, run "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
@@ -11,10 +12,13 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from journey.errors import JourneyError, kafka_unreachable
 
+PLAINTEXT: Mapping[str, Any] = {"security_protocol": "PLAINTEXT"}
 
-def _admin(brokers: list[str], timeout_s: float) -> KafkaAdminClient:
+
+def _admin(brokers: list[str], timeout_s: float, security: Mapping[str, Any]) -> KafkaAdminClient:
     try:
         return KafkaAdminClient(
+            **security,
             bootstrap_servers=brokers,
             client_id="journey-admin",
             request_timeout_ms=int(timeout_s * 1000),
@@ -24,10 +28,12 @@ def _admin(brokers: list[str], timeout_s: float) -> KafkaAdminClient:
         raise kafka_unreachable(",".join(brokers)) from None
 
 
-def partition_counts(brokers: list[str], timeout_s: float = 10.0) -> dict[str, int]:
+def partition_counts(
+    brokers: list[str], timeout_s: float = 10.0, security: Mapping[str, Any] = PLAINTEXT
+) -> dict[str, int]:
     """Topic -> partition count, for every topic the cluster has."""
     try:
-        consumer = KafkaConsumer(bootstrap_servers=brokers, bootstrap_timeout_ms=int(timeout_s * 1000))
+        consumer = KafkaConsumer(**security, bootstrap_servers=brokers, bootstrap_timeout_ms=int(timeout_s * 1000))
     except (KafkaError, OSError):
         raise kafka_unreachable(",".join(brokers)) from None
     try:
@@ -36,12 +42,17 @@ def partition_counts(brokers: list[str], timeout_s: float = 10.0) -> dict[str, i
         consumer.close()
 
 
-def create_topics(brokers: list[str], topics: Mapping[str, int], timeout_s: float = 30.0) -> list[str]:
+def create_topics(
+    brokers: list[str],
+    topics: Mapping[str, int],
+    timeout_s: float = 30.0,
+    security: Mapping[str, Any] = PLAINTEXT,
+) -> list[str]:
     """Create missing topics with their partition counts; returns the names created."""
-    existing = partition_counts(brokers)
+    existing = partition_counts(brokers, security=security)
     missing = {name: n for name, n in topics.items() if name not in existing}
     if missing:
-        admin = _admin(brokers, timeout_s)
+        admin = _admin(brokers, timeout_s, security)
         try:
             for name, partitions in missing.items():
                 try:
@@ -52,7 +63,7 @@ def create_topics(brokers: list[str], topics: Mapping[str, int], timeout_s: floa
             admin.close()
         deadline = time.monotonic() + timeout_s
         while True:
-            existing = partition_counts(brokers)
+            existing = partition_counts(brokers, security=security)
             if all(existing.get(name) == n for name, n in missing.items()):
                 break
             if time.monotonic() > deadline:

@@ -32,7 +32,6 @@ __all__ = [
     "LocalService",
     "ServiceError",
     "clickhouse_binary",
-    "create_topics",
     "free_port",
     "prometheus_binary",
     "start_broker",

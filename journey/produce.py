@@ -12,12 +12,14 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from journey.errors import JourneyError, kafka_unreachable
+from journey.kafka_security import kafka_python_config
 from journey.settings import Settings
 
 
 def open_producer(settings: Settings) -> KafkaProducer:
     try:
         return KafkaProducer(
+            **kafka_python_config(settings),
             bootstrap_servers=settings.broker_list,
             client_id="journey-produce",
             acks="all",

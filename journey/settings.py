@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TOPIC_NAME = r"^[A-Za-z0-9._-]{1,249}$"
@@ -20,6 +20,17 @@ class Settings(BaseSettings):
 
     # Kafka
     kafka_brokers: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how clients talk to Kafka (TLS and/or SASL)"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism (with SASL_* protocols)"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle that signed the brokers' certificates")
+    kafka_ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
+    kafka_ssl_keyfile: Path | None = Field(None, description="client private key (mutual TLS)")
     topic_clickstream: str = Field("journey.clickstream", pattern=TOPIC_NAME, description="input: clickstream events")
     topic_purchases: str = Field("journey.purchases", pattern=TOPIC_NAME, description="input: purchase events")
     topic_shares: str = Field("journey.shares", pattern=TOPIC_NAME, description="input: share events")
@@ -73,6 +84,14 @@ class Settings(BaseSettings):
             if not host or not port.isdigit():
                 raise ValueError(f"broker {broker!r} is not host:port")
         return value
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> "Settings":
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError("SASL needs JOURNEY_KAFKA_SASL_USERNAME and JOURNEY_KAFKA_SASL_PASSWORD")
+        return self
 
     @property
     def broker_list(self) -> list[str]:

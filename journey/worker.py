@@ -8,6 +8,7 @@ import faust
 from journey.errors import JourneyError
 from journey.health import serve
 from journey.kafka_admin import create_topics, partition_counts
+from journey.kafka_security import kafka_python_config
 from journey.metrics import JourneyMetrics
 from journey.rules_file import load_rules
 from journey.sql_endpoint import serve_sql
@@ -22,7 +23,8 @@ log = logging.getLogger("journey.worker")
 
 def check_topics(settings: Settings) -> None:
     """Inputs must exist (producers own them); the worker's own topics are created if missing."""
-    counts = partition_counts(settings.broker_list)
+    security = kafka_python_config(settings)
+    counts = partition_counts(settings.broker_list, security=security)
     missing = [t for t in settings.input_topics.values() if t not in counts]
     if missing:
         raise JourneyError(
@@ -36,7 +38,7 @@ def check_topics(settings: Settings) -> None:
             f"co-partitioned with the state table, but: {wrong}"
         )
     own = [settings.topic_rekeyed, settings.topic_transitions, settings.topic_deadletter]
-    create_topics(settings.broker_list, {t: settings.partitions for t in own})
+    create_topics(settings.broker_list, {t: settings.partitions for t in own}, security=security)
 
 
 def build_sink(settings: Settings) -> ClickHouseSink:

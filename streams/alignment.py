@@ -1,10 +1,15 @@
-"""Event-time alignment of co-partitioned inputs (the KIP-353 rule of Kafka Streams).
+"""Event-time alignment of co-partitioned inputs (Kafka Streams' KIP-353, with KIP-695).
 
 Inputs progress independently: after a pause, one topic's backlog drains faster than
 another's. For partition number p, the next event released is the earliest head among the
-queues of all input topics at p, but only once every empty queue at p is known to be
-caught up (nothing more to read) or has been empty for `max_idle_s`. A full buffer also
-forces release, so memory stays bounded.
+queues of all input topics at p, once every empty queue at p is accounted for:
+- caught up (nothing more to read): no wait;
+- lag unknown (no high-water mark yet): wait at most `max_idle_s`;
+- lag known (the broker holds records not yet received): wait for them (KIP-695), because a
+  busy worker's own processing time must not count as the input being idle; at most
+  `max_lag_wait_s`, which only matters where offsets have gaps no record fills
+  (transaction markers, compaction).
+A full buffer forces release, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -17,9 +22,16 @@ OrderKey = tuple[int, str]  # (event time in µs, event_id)
 
 
 class EventTimeAligner:
-    def __init__(self, topics: Sequence[str], max_idle_s: float, max_buffered: int = 100_000) -> None:
+    def __init__(
+        self,
+        topics: Sequence[str],
+        max_idle_s: float,
+        max_buffered: int = 100_000,
+        max_lag_wait_s: float = 30.0,
+    ) -> None:
         self.topics = tuple(topics)
         self.max_idle_s = max_idle_s
+        self.max_lag_wait_s = max_lag_wait_s
         self.max_buffered = max_buffered
         self._queues: dict[tuple[str, int], deque[tuple[OrderKey, Any]]] = {}
         self._empty_since: dict[tuple[str, int], float] = {}
@@ -46,8 +58,12 @@ class EventTimeAligner:
         self.note_received(topic, partition, offset)
         self._size += 1
 
-    def release(self, now: float, caught_up: Callable[[str, int], bool]) -> list[Any]:
-        """Items that may be applied now, in the order to apply them."""
+    def release(self, now: float, caught_up: Callable[[str, int], bool | None]) -> list[Any]:
+        """Items that may be applied now, in the order to apply them.
+
+        `caught_up(topic, partition)`: True (nothing left to read), False (the broker holds
+        more), None (unknown).
+        """
         released: list[Any] = []
         partitions = {p for (_, p), q in self._queues.items() if q}
         for partition in sorted(partitions):
@@ -55,7 +71,7 @@ class EventTimeAligner:
         return released
 
     def _release_partition(
-        self, partition: int, now: float, caught_up: Callable[[str, int], bool], out: list[Any]
+        self, partition: int, now: float, caught_up: Callable[[str, int], bool | None], out: list[Any]
     ) -> None:
         queues = [self._queues.get((topic, partition)) for topic in self.topics]
         while True:
@@ -65,10 +81,13 @@ class EventTimeAligner:
                 if queue:
                     if best is None or queue[0][0] < best[0][0]:
                         best = queue
-                elif not caught_up(topic, partition):
-                    # Every lagging input's idle clock starts now, so the wait is max_idle_s at most.
-                    since = self._empty_since.setdefault((topic, partition), now)
-                    waiting = waiting or now - since < self.max_idle_s
+                else:
+                    state = caught_up(topic, partition)
+                    if state is not True:
+                        # Every empty input's clock starts at once, so waits do not add up.
+                        since = self._empty_since.setdefault((topic, partition), now)
+                        limit = self.max_idle_s if state is None else self.max_lag_wait_s
+                        waiting = waiting or now - since < limit
             if best is None:
                 return
             if waiting and self._size < self.max_buffered:

@@ -29,6 +29,7 @@ from kafka.partitioner.default import murmur2
 from pydantic import ValidationError
 
 from fivea import Rules, event_time_us
+from journey.kafka_security import faust_credentials
 from journey.metrics import JourneyMetrics
 from journey.settings import Settings
 from schemas import Transition
@@ -136,12 +137,19 @@ class PathRuntime:
         self.metrics.events.labels(message.topic, "rekeyed").inc()
 
     # -- apply -----------------------------------------------------------------------------
-    def _caught_up(self, topic: str, partition: int) -> bool:
-        highwater = self.app.consumer.highwater(TP(topic, partition))
+    def _caught_up(self, topic: str, partition: int) -> bool | None:
+        """True: nothing left to read; False: the broker holds more; None: unknown."""
+        tp = TP(topic, partition)
+        highwater = self.app.consumer.highwater(tp)
         if highwater is None:
-            return False
+            return None
         received = self.aligner.received_offset(topic, partition)
-        return highwater == 0 if received is None else received + 1 >= highwater
+        if received is None:
+            # Nothing received since assignment: this generation starts at the committed
+            # offset (Faust keeps it after seeking there; no public accessor exists).
+            committed = self.app.consumer._committed_offset.get(tp)
+            received = -1 if committed is None else committed - 1
+        return received + 1 >= highwater
 
     async def drain(self, finished: list[Any] = ()) -> None:
         """Apply what the aligner releases, publish, then acknowledge."""
@@ -149,12 +157,12 @@ class PathRuntime:
             released = self.aligner.release(time.monotonic(), self._caught_up)
             self.metrics.aligner_buffered.set(len(self.aligner))
             if released:
-                self._apply(released)
+                await self._apply(released)
             if self.stream is not None:
                 for record in (*finished, *(record for record, _ in released)):
                     await self.stream.ack(record)
 
-    def _apply(self, released: list[tuple[Any, Any]]) -> None:
+    async def _apply(self, released: list[tuple[Any, Any]]) -> None:
         local: list[tuple[Any, Any]] = []
         for record, event in released:
             home = partition_for(event.customer_id, self.settings.partitions)
@@ -165,17 +173,25 @@ class PathRuntime:
         if not local:
             return
         outcome = self.processor.apply([event for _, event in local], self.table.data)
-        partitions = {state_key(e.brand, e.customer_id): r.message.partition for r, e in local}
-        for key, value in outcome.changed.items():
-            self.table.data[key] = value
-            self.table.send_changelog(partitions[key], key, value, key_serializer="raw", value_serializer="raw")
-        for transition in outcome.transitions:
+        # Transitions first, and durable before the state that says they happened: a crash in
+        # between replays the events and re-emits the same (brand, customer_id, seq) rows,
+        # which the table absorbs. The other order would lose them.
+        sent = [
             self.transitions.send_soon(
                 key=transition.customer_id.encode(),
                 value=transition.model_dump_json().encode(),
                 key_serializer="raw",
                 value_serializer="raw",
             )
+            for transition in outcome.transitions
+        ]
+        if sent:
+            await asyncio.gather(*sent)
+        partitions = {state_key(e.brand, e.customer_id): r.message.partition for r, e in local}
+        for key, value in outcome.changed.items():
+            self.table.data[key] = value
+            self.table.send_changelog(partitions[key], key, value, key_serializer="raw", value_serializer="raw")
+        for transition in outcome.transitions:
             self.metrics.transitions.labels(transition.from_stage, transition.to_stage).inc()
         for topic, count in Counter(record.message.topic for record, _ in local).items():
             self.metrics.events.labels(topic, "accepted").inc(count)
@@ -239,6 +255,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
     return {
         "env": {},
         "broker": [f"kafka://{b}" for b in settings.broker_list],
+        "broker_credentials": faust_credentials(settings),
         "datadir": str(settings.data_dir),
         "store": "memory://",
         "web_enabled": False,
@@ -269,8 +286,8 @@ def build_app(settings: Settings, metrics: JourneyMetrics, rules: Rules, sink: S
 
     if settings.role in ("all", "stream"):
         inputs = app.topic(*settings.input_topics.values(), settings.topic_rekeyed, partitions=partitions, **RAW)
-        raw_schema = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-        table = app.Table(STATE_TABLE, partitions=partitions, schema=raw_schema)
+        # bytes in, bytes out: the changelog is written and recovered as raw bytes.
+        table = app.Table(STATE_TABLE, partitions=partitions, key_type=bytes, value_type=bytes)
         runtime = PathRuntime(app, settings, metrics, rules, table, transitions, deadletters, rekeyed)
         app.journey_path = runtime  # for tests and the health endpoint
 

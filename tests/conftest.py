@@ -43,7 +43,7 @@ def pipeline(
     (Debian 18.16) and chDB (current engine, embedded). Workers are stopped after the test."""
     from tests.support.pipeline import Pipeline
 
-    pipe = Pipeline(broker, clickhouse, tmp_path, backend=request.param)
+    pipe = Pipeline(broker, clickhouse, tmp_path, backend=getattr(request, "param", "server"))
     pipe.setup()
     yield pipe
     pipe.stop_workers()

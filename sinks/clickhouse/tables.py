@@ -89,5 +89,11 @@ ORDER BY (brand, customer_id, seq)
 
 
 def migrations(database: str, dialect: Dialect) -> list[str]:
-    """Every statement `journey migrate` runs, in order; each is idempotent."""
-    return [create_database(database), create_transitions(database, dialect)]
+    """Every statement `journey migrate` runs, in order; each is idempotent.
+
+    After the spine's table come the analysts' rollups, the materialized views that feed them,
+    their views and a backfill (sinks/clickhouse/analytics.py; safe to repeat).
+    """
+    from sinks.clickhouse.analytics import analytics_migrations  # it builds on this module
+
+    return [create_database(database), create_transitions(database, dialect), *analytics_migrations(database, dialect)]

@@ -65,6 +65,7 @@ class Pipeline:
     partitions: int = 4
     backend: str = "server"  # "server": clickhouse-server over the native protocol; "chdb": embedded
     workers: list[subprocess.Popen] = field(default_factory=list)
+    started: int = 0
 
     @property
     def clickhouse_url(self) -> str:
@@ -117,12 +118,19 @@ class Pipeline:
 
     def start_worker(self, **env: str) -> tuple[subprocess.Popen, int]:
         port = free_port()
-        log = open(self.workdir / f"worker-{len(self.workers)}.log", "wb")
+        self.started += 1
+        log = open(self.workdir / f"worker-{self.started}.log", "wb")
         proc = subprocess.Popen(
             [*JOURNEY, "worker"], env=self.env(JOURNEY_METRICS_PORT=str(port), **env), stdout=log, stderr=log
         )
         self.workers.append(proc)
         return proc, port
+
+    def kill_worker(self, proc: subprocess.Popen) -> None:
+        """`kill -9`: no shutdown, no final commit, as when a node dies."""
+        proc.kill()
+        proc.wait()
+        self.workers.remove(proc)
 
     def stop_workers(self) -> None:
         for proc in self.workers:

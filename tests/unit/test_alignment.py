@@ -14,13 +14,19 @@ TOPICS = ("clicks", "purchases", "shares")
 IDLE = 0.5
 
 
+LAG_WAIT = 30.0
+
+
 class Feed:
     """An aligner plus a readable way to add events: feed.add("clicks", 0, t=5) -> item 'clicks@5'."""
 
     def __init__(self, max_idle_s: float = IDLE, max_buffered: int = 100_000, topics=TOPICS) -> None:
-        self.aligner = EventTimeAligner(topics, max_idle_s=max_idle_s, max_buffered=max_buffered)
+        self.aligner = EventTimeAligner(
+            topics, max_idle_s=max_idle_s, max_buffered=max_buffered, max_lag_wait_s=LAG_WAIT
+        )
         self.offsets: dict[tuple[str, int], int] = {}
-        self.caught_up: set[tuple[str, int]] = set()
+        self.caught_up: set[tuple[str, int]] = set()  # nothing left to read
+        self.lagging: set[tuple[str, int]] = set()  # the broker holds more; others: unknown
 
     def add(self, topic: str, partition: int, t: int, event_id: str = "") -> str:
         offset = self.offsets[(topic, partition)] = self.offsets.get((topic, partition), -1) + 1
@@ -29,7 +35,12 @@ class Feed:
         return item
 
     def release(self, now: float = 0.0) -> list[str]:
-        return self.aligner.release(now, lambda topic, partition: (topic, partition) in self.caught_up)
+        def progress(topic: str, partition: int) -> bool | None:
+            if (topic, partition) in self.caught_up:
+                return True
+            return False if (topic, partition) in self.lagging else None
+
+        return self.aligner.release(now, progress)
 
     def all_caught_up(self, *partitions: int) -> None:
         self.caught_up |= {(topic, p) for topic in self.aligner.topics for p in partitions}
@@ -172,3 +183,24 @@ def test_two_lagging_topics_wait_at_most_max_idle():
     feed.add("clicks", 0, t=5)
     assert feed.release(now=0.0) == []
     assert feed.release(now=IDLE) == ["clicks@5"]
+
+
+def test_known_lag_is_waited_for_beyond_max_idle():
+    """KIP-695: records the broker already holds are not idle input, however busy we are."""
+    feed = Feed()
+    feed.caught_up = {("shares", 0)}
+    feed.lagging = {("purchases", 0)}
+    feed.add("clicks", 0, t=5)
+    assert feed.release(now=0.0) == []
+    assert feed.release(now=IDLE * 10) == []  # still waiting: purchases has data coming
+    late_purchase = feed.add("purchases", 0, t=3)
+    assert feed.release(now=IDLE * 10) == [late_purchase]  # arrived: applied first, in time order
+
+
+def test_known_lag_wait_is_bounded():
+    feed = Feed()
+    feed.caught_up = {("shares", 0)}
+    feed.lagging = {("purchases", 0)}
+    click = feed.add("clicks", 0, t=5)
+    assert feed.release(now=0.0) == []
+    assert feed.release(now=LAG_WAIT) == [click]

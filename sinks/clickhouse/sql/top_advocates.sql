@@ -1,0 +1,15 @@
+-- title: Customers brought by each advocate
+-- Per advocate (the referrer_id of referred customers' aware transitions), the new customers
+-- they brought in the period, most first (ties by advocate id). Remove the LIMIT for all.
+-- params: brand String, since Date, until Date (exclusive), limit UInt32
+-- reads: journey.referrals_daily (rollup)
+-- server: any (tested on ClickHouse 18.16 and 26.9)
+SELECT
+    referrer_id AS advocate,
+    uniqExactMerge(customers) AS referred
+FROM journey.referrals_daily
+WHERE brand = {brand:String}
+  AND day >= {since:Date} AND day < {until:Date}
+GROUP BY referrer_id
+ORDER BY referred DESC, advocate
+LIMIT {limit:UInt32}

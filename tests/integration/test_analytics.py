@@ -1,0 +1,362 @@
+"""The analysts' layer on both backends: every number `journey report` prints, checked against an
+independent computation in Python from the replayed transitions.
+
+>= 100,000 generated events are replayed in-process, and their transitions inserted in shuffled
+batches (several parts, customers spread over them, out of seq order), one batch twice (the sink
+re-delivering it). The report is read with the real CLI before and after the rollups are merged
+(OPTIMIZE ... FINAL), on chDB (current engine) and on the session's clickhouse-server (18.16).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fivea import Rules, replay
+from fivea.ratios import PathMetrics
+from journey.generate import generate
+from schemas import EVENT_ADAPTER, Transition
+from sinks.clickhouse.analytics import DERIVED_TABLES, library_query
+from sinks.clickhouse.backends import Backend, BackendURL
+from sinks.clickhouse.sink import migrate, transition_row
+from sinks.clickhouse.tables import TRANSITION_COLUMNS
+
+pytestmark = pytest.mark.integration
+
+STAGES = ("aware", "appeal", "ask", "act", "advocate")
+LEVELS = (0.25, 0.5, 0.75, 0.9)
+PERIOD = (date(2026, 1, 8), date(2026, 1, 22))
+TOP = 10
+
+
+# -- the data -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def transitions() -> list[Transition]:
+    events = [EVENT_ADAPTER.validate_python(e) for e in generate(24_000, seed=11)]
+    assert len(events) >= 100_000
+    return list(replay(events, Rules.default()))
+
+
+@pytest.fixture(params=["chdb", "server"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> BackendURL:
+    """A migrated, empty database on each backend."""
+    database = f"db_a{uuid.uuid4().hex[:10]}"
+    if request.param == "chdb":
+        parsed = BackendURL.parse(f"chdb://{tmp_path / 'chdb'}?database={database}")
+    else:
+        clickhouse = request.getfixturevalue("clickhouse")
+        parsed = BackendURL.parse(f"clickhouse://default@{clickhouse.address}/{database}")
+    migrate(parsed)
+    return parsed
+
+
+def insert(url: BackendURL, rows: list[tuple], batches: int = 1, resend: int | None = None) -> None:
+    backend = url.open()
+    try:
+        size = -(-len(rows) // batches)
+        chunks = [rows[i:i + size] for i in range(0, len(rows), size)]
+        for chunk in chunks:
+            backend.insert("transitions", TRANSITION_COLUMNS, chunk)
+        if resend is not None:
+            backend.insert("transitions", TRANSITION_COLUMNS, chunks[resend])  # the sink re-delivering a batch
+    finally:
+        backend.close()
+
+
+def with_backend(url: BackendURL, work: Any) -> Any:
+    backend = url.open()
+    try:
+        return work(backend)
+    finally:
+        backend.close()
+
+
+def journey_report(url: BackendURL, *args: str, fmt: str = "json") -> Any:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEY_")}
+    env["JOURNEY_CLICKHOUSE_URL"] = str(url)
+    result = subprocess.run([sys.executable, "-m", "journey.cli", "report", "--format", fmt, *args],
+                            env=env, capture_output=True, timeout=600)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    return json.loads(result.stdout) if fmt == "json" else result.stdout.decode()
+
+
+# -- the independent computation ------------------------------------------------------------
+
+
+def _day(t: Transition) -> date:
+    return t.occurred_at.astimezone(timezone.utc).date()
+
+
+def _monday(day: date) -> str:
+    return (day - timedelta(days=day.weekday())).isoformat()
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+def _quantiles(values: list[int]) -> list[int | None]:
+    """ClickHouse's quantileExact: the value at position floor(level * n) of the sorted values."""
+    ordered = sorted(values)
+    if not ordered:
+        return [None] * len(LEVELS)
+    return [ordered[min(int(level * len(ordered)), len(ordered) - 1)] for level in LEVELS]
+
+
+def expected_sections(transitions: Iterable[Transition], brand: str, since: date, until: date,
+                      top: int = TOP) -> dict[str, Any]:
+    mine = [t for t in transitions if t.brand == brand]
+    in_period = [t for t in mine if since <= _day(t) < until]
+    entered: dict[str, set[str]] = {s: set() for s in STAGES}
+    weekly: dict[str, dict[str, set[str]]] = defaultdict(lambda: {s: set() for s in STAGES})
+    zones: dict[tuple[str, str], set[str]] = defaultdict(set)
+    channels: dict[str, dict[str, set[str]]] = defaultdict(lambda: {s: set() for s in STAGES})
+    referred: dict[str, str] = {}
+    for t in in_period:
+        entered[t.to_stage].add(t.customer_id)
+        weekly[_monday(_day(t))][t.to_stage].add(t.customer_id)
+        zones[(t.to_stage, t.influence)].add(t.customer_id)
+        channels[t.channel or ""][t.to_stage].add(t.customer_id)
+        if t.to_stage == "aware" and t.referrer_id:
+            referred[t.customer_id] = t.referrer_id
+    counts = {s: len(entered[s]) for s in STAGES}
+    metrics = PathMetrics.from_counts(counts)
+
+    influence = []
+    for stage in STAGES:
+        own, other, outer = (len(zones[(stage, zone)]) for zone in ("own", "other", "outer"))
+        total = own + other + outer
+        influence.append({"stage": stage, "customers": total, "own": own, "other": other, "outer": outer,
+                          "own_share": _ratio(own, total), "other_share": _ratio(other, total),
+                          "outer_share": _ratio(outer, total)})
+    channel_rows = sorted(({"channel": c, **{s: len(v[s]) for s in STAGES}} for c, v in channels.items()),
+                          key=lambda r: (-r["aware"], r["channel"]))
+
+    journeys: dict[str, list[Transition]] = defaultdict(list)
+    for t in mine:
+        journeys[t.customer_id].append(t)
+    to_act, to_advocate = [], []
+    cohorts: dict[str, Counter] = defaultdict(Counter)
+    now: Counter = Counter()
+    for path in journeys.values():
+        path.sort(key=lambda t: t.seq)
+        at = {t.to_stage: t for t in path}
+        if "act" in at and since <= _day(at["act"]) < until:
+            to_act.append(sum(t.dwell_ms or 0 for t in path if t.to_stage in ("appeal", "ask", "act")))
+        if "act" in at and "advocate" in at and since <= _day(at["advocate"]) < until:
+            to_advocate.append(at["advocate"].dwell_ms or 0)
+        first = _day(path[0])
+        if since <= first < until:
+            cohort = cohorts[_monday(first)]
+            cohort["customers"] += 1
+            cohort.update(s for s in STAGES[1:] if s in at)
+            now[path[-1].to_stage] += 1
+    convert = []
+    for step, values in (("aware -> act", to_act), ("act -> advocate", to_advocate)):
+        p25, p50, p75, p90 = _quantiles(values)
+        convert.append({"step": step, "customers": len(values), "p25_ms": p25, "p50_ms": p50, "p75_ms": p75,
+                        "p90_ms": p90})
+    by_advocate = Counter(referred.values())
+    advocates = counts["advocate"]
+    return {
+        "stage_entries": [{"stage": s, "customers": counts[s]} for s in STAGES],
+        "ratios": {"par": metrics.par, "bar": metrics.bar, **metrics.stage_ratios},
+        "path_shape": {"shape": metrics.shape, "bow_tie_distance": metrics.bow_tie_distance},
+        "stage_entries_weekly": [{"week": week, **{s: len(weekly[week][s]) for s in STAGES}}
+                                 for week in sorted(weekly)],
+        "influence_mix": influence,
+        "channel_mix": channel_rows,
+        "time_to_convert": convert,
+        "referral_reach": {"referred": len(referred), "referring_advocates": len(by_advocate),
+                           "advocates": advocates, "viral_coefficient": _ratio(len(referred), advocates),
+                           "referred_per_referrer": _ratio(len(referred), len(by_advocate))},
+        "top_advocates": [{"advocate": a, "referred": n}
+                          for a, n in sorted(by_advocate.items(), key=lambda item: (-item[1], item[0]))[:top]],
+        "cohorts_weekly": [{"cohort_week": week, "customers": c["customers"],
+                            **{s: c[s] for s in STAGES[1:]},
+                            "par": c["act"] / c["customers"], "bar": c["advocate"] / c["customers"]}
+                           for week, c in sorted(cohorts.items())],
+        "current_stage": [{"stage": s, "customers": now[s]} for s in STAGES],
+    }
+
+
+def approx(value: Any) -> Any:
+    """Floats equal to rounding (SQL and Python divide in another order); everything else exactly."""
+    if isinstance(value, float):
+        return pytest.approx(value, rel=1e-9)
+    if isinstance(value, dict):
+        return {k: approx(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [approx(v) for v in value]
+    return value
+
+
+def assert_report(report: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert list(report["sections"]) == list(expected)
+    for name, section in expected.items():
+        assert report["sections"][name] == approx(section), name
+
+
+# -- tests ----------------------------------------------------------------------------------
+
+
+def test_every_report_number_matches_replay_despite_redelivery_and_merges(
+    url: BackendURL, transitions: list[Transition]
+) -> None:
+    rows = [transition_row(t) for t in transitions]
+    random.Random(5).shuffle(rows)  # customers spread over parts, their rows out of seq order
+    insert(url, rows, batches=6, resend=2)
+
+    def parts(backend: Backend) -> int:
+        return int(backend.query(
+            "SELECT count() FROM system.parts WHERE database = {db:String} AND table = 'customer_state' AND active",
+            {"db": url.database}).rows[0][0])
+
+    assert with_backend(url, parts) > 1  # partial states in several parts: the merge functions must combine them
+
+    whole = expected_sections(transitions, "default", date(1970, 1, 1), date(2100, 1, 1))
+    assert whole["stage_entries"][0]["customers"] > 20_000 and whole["referral_reach"]["referred"] > 0
+    assert_report(journey_report(url), whole)
+    period = expected_sections(transitions, "default", *PERIOD)
+    since, until = (d.isoformat() for d in PERIOD)
+    assert_report(journey_report(url, "--since", since, "--until", until), period)
+
+    def merge(backend: Backend) -> None:
+        for table in DERIVED_TABLES:
+            backend.execute(f"OPTIMIZE TABLE {url.database}.{table} FINAL")
+
+    with_backend(url, merge)
+    assert with_backend(url, parts) == 1
+    assert_report(journey_report(url, "--since", since, "--until", until), period)
+
+    # the daily series for dashboards (not a report section) agrees with the same replay
+    def daily(backend: Backend) -> list[dict[str, Any]]:
+        result = backend.query(library_query("stage_entries_daily").sql(url.database),
+                               {"brand": "default", "since": since, "until": until})
+        return [dict(zip(result.columns, (str(row[0])[:10], *map(int, row[1:])))) for row in result.rows]
+
+    per_day: dict[str, Counter] = defaultdict(Counter)
+    for t in transitions:
+        if PERIOD[0] <= _day(t) < PERIOD[1]:
+            per_day[_day(t).isoformat()][t.to_stage] += 1  # each customer enters a stage once
+    assert with_backend(url, daily) == [{"day": d, **{s: per_day[d][s] for s in STAGES}} for d in sorted(per_day)]
+
+
+def _transition(customer: str, seq: int, from_stage: str, to_stage: str, at: datetime, brand: str = "kotler",
+                referrer: str | None = None) -> Transition:
+    skip = STAGES.index(to_stage) - (STAGES.index(from_stage) if from_stage != "none" else -1) > 1
+    return Transition(
+        brand=brand, customer_id=customer, seq=seq, from_stage=from_stage, to_stage=to_stage,
+        kind="skip" if skip else "forward", occurred_at=at, trigger_event_id=f"e-{customer}-{seq}",
+        trigger_event_type={"act": "purchase", "advocate": "share"}.get(to_stage, "clickstream"),
+        channel="referral" if referrer else None, influence="other" if referrer or to_stage == "advocate" else "own",
+        referrer_id=referrer, dwell_ms=None if seq == 1 else 3_600_000 * seq,
+    )
+
+
+def kotler_transitions() -> Iterator[Transition]:
+    """Kotler's worked example: 90 aware, 18 act (impulse buys), 9 of them advocate."""
+    start = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
+    for n in range(90):
+        customer = f"k{n:02d}"
+        yield _transition(customer, 1, "none", "aware", start + timedelta(minutes=n))
+        if n < 18:
+            yield _transition(customer, 2, "aware", "act", start + timedelta(hours=2, minutes=n))
+        if n < 9:
+            yield _transition(customer, 3, "act", "advocate", start + timedelta(hours=5, minutes=n))
+    # another brand on the same days must not leak into the report
+    for n in range(5):
+        yield _transition(f"o{n}", 1, "none", "aware", start, brand="other")
+        yield _transition(f"o{n}", 2, "aware", "act", start + timedelta(hours=1), brand="other")
+
+
+def test_kotlers_worked_example(url: BackendURL) -> None:
+    rows = [transition_row(t) for t in kotler_transitions()]
+    insert(url, rows, batches=3, resend=0)
+    args = ("--brand", "kotler", "--since", "2026-03-01", "--until", "2026-04-01")
+    report = journey_report(url, *args)["sections"]
+    assert [r["customers"] for r in report["stage_entries"]] == [90, 0, 0, 18, 9]
+    assert report["ratios"] == {"par": pytest.approx(0.2), "bar": pytest.approx(0.1), "attraction": 0.0,
+                                "curiosity": None, "commitment": None, "affinity": pytest.approx(0.5)}
+    assert report["path_shape"]["shape"] == "door knob"
+
+    table = journey_report(url, *args, fmt="table")
+    lines = {line.split("  ")[1].strip(): line.split()[-1] for line in table.splitlines()
+             if line.startswith("  ") and ("(" in line.split("  ")[1])}
+    assert lines["PAR (act / aware)"] == "0.200"
+    assert lines["BAR (advocate / aware)"] == "0.100"
+    assert lines["curiosity (ask / appeal)"] == "n/a"
+    assert lines["commitment (act / ask)"] == "n/a"
+    assert "█" * 40 in table  # the bar chart, aware the widest bar
+
+    empty = journey_report(url, "--brand", "nobody")["sections"]  # zero denominators everywhere: n/a, not an error
+    assert set(empty["ratios"].values()) == {None}
+    assert empty["path_shape"] == {"shape": "funnel", "bow_tie_distance": None}
+    assert empty["referral_reach"]["viral_coefficient"] is None
+    assert [r["p50_ms"] for r in empty["time_to_convert"]] == [None, None]
+
+
+SHAPES = {  # brand -> (aware, appeal, ask, act, advocate): every archetype, the bow tie, zeros
+    "funnel": (100, 50, 25, 20, 5),
+    "trumpet": (100, 40, 20, 10, 30),
+    "goldfish": (100, 20, 60, 10, 5),
+    "doorknob": (100, 30, 10, 40, 5),
+    "mixed": (50, 80, 40, 20, 10),
+    "bowtie": (100, 60, 60, 60, 60),
+    "noappeal": (10, 0, 0, 5, 1),
+    "nobody": (0, 0, 0, 0, 0),
+    "noaware": (0, 3, 2, 1, 0),
+}
+
+
+def test_path_metrics_sql_follows_the_domain_rules(url: BackendURL) -> None:
+    """path_metrics.sql restates fivea.ratios for analysts' tools: both must agree on every case."""
+    at = datetime(2026, 2, 3, 12, tzinfo=timezone.utc)
+    rows = []
+    for brand, counts in SHAPES.items():
+        for stage, n in zip(STAGES, counts):  # crafted rows: one customer per stage entry
+            rows += [transition_row(_transition(f"{stage}{i}", STAGES.index(stage) + 1, "none" if stage == "aware"
+                                                else STAGES[STAGES.index(stage) - 1], stage, at, brand=brand))
+                     for i in range(n)]
+    insert(url, rows, batches=2, resend=1)
+    sql = library_query("path_metrics").sql(url.database)
+
+    def run(backend: Backend) -> dict[str, dict[str, Any]]:
+        out = {}
+        for brand in SHAPES:
+            result = backend.query(sql, {"brand": brand, "since": "2026-02-01", "until": "2026-03-01"})
+            out[brand] = dict(zip(result.columns, result.rows[0]))
+        return out
+
+    for brand, row in with_backend(url, run).items():
+        metrics = PathMetrics(*SHAPES[brand])
+        assert tuple(int(row[s]) for s in STAGES) == SHAPES[brand]
+        got = {k: None if row[k] is None else float(row[k])
+               for k in ("par", "bar", "attraction", "curiosity", "commitment", "affinity", "bow_tie_distance")}
+        assert got == approx({"par": metrics.par, "bar": metrics.bar, **metrics.stage_ratios,
+                              "bow_tie_distance": metrics.bow_tie_distance}), brand
+        assert row["shape"] == metrics.shape, brand
+
+
+def test_migrate_twice_keeps_the_numbers(url: BackendURL, transitions: list[Transition]) -> None:
+    """The backfill in `journey migrate` re-reads transitions into the rollups: harmless to repeat."""
+    sample = [t for t in transitions if t.customer_id < "c0001000"]
+    insert(url, [transition_row(t) for t in sample])
+    before = journey_report(url)
+    migrate(url)
+    migrate(url)
+    assert journey_report(url) == before
+    assert_report(before, expected_sections(sample, "default", date(1970, 1, 1), date(2100, 1, 1)))

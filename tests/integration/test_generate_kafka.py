@@ -1,0 +1,71 @@
+"""`journey generate --to-kafka` against the real (Tansu) broker: every line on its topic, keyed by customer."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from journey.cli import main
+from journey.generate import generate_lines
+from journey.kafka_admin import create_topics
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 4
+
+
+def consume(bootstrap: str, topics: list[str], expected: int, timeout: float = 30) -> list:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    partitions = [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    records: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        records.extend(r for batch in consumer.poll(timeout_ms=500).values() for r in batch)  # no extras
+    finally:
+        consumer.close()
+    return records
+
+
+def test_generate_publishes_each_event_to_its_topic_keyed_by_customer(broker, monkeypatch, capsys):
+    run = uuid.uuid4().hex[:8]
+    topics = {kind: f"gen-{run}.{kind}" for kind in ("clickstream", "purchases", "shares")}
+    create_topics([broker.address], {topic: PARTITIONS for topic in topics.values()})
+    monkeypatch.setenv("JOURNEY_PRODUCER_IDEMPOTENCE", "false")  # Tansu has no InitProducerId
+    options = {"seed": 12, "malformed": 0.02}
+    lines = list(generate_lines(120, **options))
+    assert 400 <= len(lines) <= 700, len(lines)  # about 500 events
+
+    started = time.monotonic()
+    assert main(["generate", "--customers", "120", "--seed", "12", "--malformed", "0.02", "--to-kafka",
+                 "--rate", "2000", "--kafka-brokers", broker.address,
+                 "--topic-clickstream", topics["clickstream"], "--topic-purchases", topics["purchases"],
+                 "--topic-shares", topics["shares"]]) == 0
+    elapsed = time.monotonic() - started
+    assert elapsed >= len(lines) / 2000 * 0.8, "--rate 2000 paces the producer"
+    assert "Kafka" in capsys.readouterr().err
+
+    records = consume(broker.address, list(topics.values()), len(lines))
+    assert len(records) == len(lines)
+
+    topic_of = {"clickstream": topics["clickstream"], "purchase": topics["purchases"], "share": topics["shares"]}
+    expected = Counter(topics["clickstream"] if line.defect else topic_of[orjson.loads(line.raw)["type"]]
+                       for line in lines)
+    assert Counter(r.topic for r in records) == expected
+    assert sorted(r.value + b"\n" for r in records) == sorted(line.raw for line in lines)
+
+    bad = {line.raw.rstrip(b"\n") for line in lines if line.defect}
+    assert bad and all(r.topic == topics["clickstream"] for r in records if r.value in bad)
+    for record in records:
+        if record.value in bad:
+            continue
+        assert record.key == orjson.loads(record.value)["customer_id"].encode()

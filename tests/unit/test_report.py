@@ -1,0 +1,228 @@
+"""`journey report` without a server: the query library, the analytics DDL, collecting and rendering."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+import pytest
+
+import journey.report as report_module
+from journey.errors import JourneyError
+from journey.report import SPECS, bars, collect, duration, parse_day, render_report
+from sinks.clickhouse.analytics import (
+    DERIVED_TABLES,
+    VIEWS,
+    LibraryQuery,
+    analytics_migrations,
+    library,
+    library_query,
+)
+from sinks.clickhouse.backends import QueryResult
+from sinks.clickhouse.tables import Dialect, create_transitions, migrations
+
+LEGACY, MODERN = Dialect((18, 16)), Dialect((26, 9))
+STAGES = ("aware", "appeal", "ask", "act", "advocate")
+
+
+# -- the query library ----------------------------------------------------------------------
+
+
+def test_every_library_file_documents_itself_and_runs_on_named_tables():
+    queries = library()
+    assert set(queries) >= {spec.query for spec in SPECS if spec.query} | {"path_metrics", "stage_entries_daily"}
+    for name, query in queries.items():
+        assert query.title != name and query.description, name
+        assert query.params.startswith("brand String, since Date, until Date (exclusive)"), name
+        assert query.reads and query.server, name
+        assert query.body.startswith("SELECT"), name
+        assert ";" not in query.body, name  # one statement: `journey sql` and the worker's endpoint accept it
+        tables = set(re.findall(r"\bjourney\.(\w+)", query.body))
+        assert tables and tables <= set(DERIVED_TABLES) | set(VIEWS), name
+        assert "transitions" not in tables, name  # period queries never scan raw transitions
+        for param in re.findall(r"\{(\w+):", query.body):
+            assert param in query.params, (name, param)
+
+
+def test_library_sql_is_rendered_for_the_configured_database():
+    sql = library_query("stage_entries").sql("db_t1")
+    assert "db_t1.stage_entries_daily" in sql and "journey." not in sql
+    with pytest.raises(ValueError):
+        library_query("stage_entries").sql("x; DROP TABLE y")
+
+
+def test_report_columns_come_from_their_files():
+    for spec in SPECS:
+        if spec.query:
+            body = library_query(spec.query).body
+            for name, _ in spec.columns:
+                assert re.search(rf"\b{name}\b", body), (spec.query, name)
+
+
+def test_header_fields_parse():
+    query = LibraryQuery.parse("q", "-- title: T\n-- what it is\n-- params: brand String\n"
+                                    "-- server: ClickHouse >= 23.3 (parameterized views)\nSELECT 1")
+    assert (query.title, query.description, query.requires, query.body) == ("T", "what it is", (23, 3), "SELECT 1")
+    assert LibraryQuery.parse("q", "-- server: any\nSELECT 1").requires is None
+
+
+# -- the analytics DDL ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", [LEGACY, MODERN], ids=["legacy", "modern"])
+def test_analytics_ddl_is_idempotent_and_fits_the_dialect(dialect):
+    statements = analytics_migrations("journey", dialect)
+    creates = [s for s in statements if s.startswith("CREATE")]
+    assert all(" IF NOT EXISTS " in s for s in creates)
+    text = "\n".join(statements)
+    assert ("LowCardinality" in text) == dialect.modern
+    assert ("DateTime64" in text) == dialect.modern
+    for table in DERIVED_TABLES:
+        assert f"MATERIALIZED VIEW IF NOT EXISTS journey.{table}_mv TO journey.{table}" in text
+        assert any(s.startswith(f"INSERT INTO journey.{table}\nSELECT") for s in statements)  # the backfill
+    for view in VIEWS:
+        assert f"CREATE VIEW IF NOT EXISTS journey.{view} AS" in text
+    # re-sent rows must not change a rollup: only idempotent states, never count() or sum()
+    states = set(re.findall(r"(\w+State)\(", text))
+    assert states == {"uniqExactState", "argMaxState", "minState", "groupBitOrState", "minIfState", "maxIfState"}
+
+
+def test_migrate_runs_the_spine_then_the_analytics_layer():
+    statements = migrations("journey", LEGACY)
+    assert statements[:2] == ["CREATE DATABASE IF NOT EXISTS journey", create_transitions("journey", LEGACY)]
+    assert statements[2:] == analytics_migrations("journey", LEGACY)
+
+
+# -- collecting and rendering ---------------------------------------------------------------
+
+KOTLER = {"aware": 90, "act": 18, "advocate": 9}
+
+
+class FakeServer:
+    """Answers the report's queries from canned rows, by library file."""
+
+    def __init__(self, counts: Mapping[str, int], version: str = "26.9.1", tables: tuple[str, ...] = (*DERIVED_TABLES, *VIEWS)):
+        self.version = version
+        self.tables = tables
+        self.counts = counts
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.by_sql = {q.sql("db1"): name for name, q in library().items()}
+
+    def __call__(self, sql: str, params: Mapping[str, Any]) -> QueryResult:
+        self.calls.append((sql, dict(params)))
+        if sql.startswith("SELECT version()"):
+            return QueryResult(["version"], [(self.version,)])
+        if "system.tables" in sql:
+            return QueryResult(["name"], [(t,) for t in self.tables])
+        name = self.by_sql[sql]
+        spec = next(s for s in SPECS if s.query == name)
+        columns = [c for c, _ in spec.columns]
+        if name == "stage_entries":
+            return QueryResult(columns, [(s, n) for s, n in self.counts.items() if n])
+        if name == "referral_reach":
+            advocates = self.counts.get("advocate", 0)
+            return QueryResult(columns, [(0, 0, advocates, 0 / advocates if advocates else None, None)])
+        if name == "time_to_convert":
+            return QueryResult(columns, [("aware -> act", 3, 90_000, 3_600_000, 90_000_000, 200_000_000),
+                                         ("act -> advocate", 0, None, None, None, None)])
+        if name == "channel_mix":
+            return QueryResult(columns, [("", 90, 0, 0, 18, 9)])
+        return QueryResult(columns, [])
+
+
+def test_kotlers_worked_example_prints_par_and_bar():
+    server = FakeServer(KOTLER)
+    report = collect(server, "db1", "acme", date(2026, 1, 1), date(2026, 2, 1))
+    assert report.metrics.par == pytest.approx(0.2) and report.metrics.bar == pytest.approx(0.1)
+    text = render_report(report, "table")
+    assert re.search(r"PAR \(act / aware\)\s+0\.200$", text, re.M)
+    assert re.search(r"BAR \(advocate / aware\)\s+0\.100$", text, re.M)
+    assert re.search(r"curiosity \(ask / appeal\)\s+n/a$", text, re.M)  # appeal = 0
+    assert re.search(r"commitment \(act / ask\)\s+n/a$", text, re.M)
+    assert re.search(r"viral coefficient \(referred / advocates\)\s+0\.000$", text, re.M)
+    assert "door knob (distance to the bow tie" in text
+    assert "brand acme, 2026-01-01 to 2026-02-01" in text
+    # every query got the brand and the period as parameters, never in the SQL text
+    for sql, params in server.calls[2:]:
+        assert params["brand"] == "acme" and params["since"] == "2026-01-01" and params["until"] == "2026-02-01"
+        assert "acme" not in sql
+
+
+def test_the_bar_chart_scales_to_the_widest_stage():
+    lines = bars({"aware": 90, "appeal": 0, "ask": 1, "act": 18, "advocate": 9})
+    blocks = [line.count("█") for line in lines]
+    assert blocks == [40, 0, 1, 8, 4]  # a non-zero stage always shows at least one block
+    assert bars({s: 0 for s in STAGES})[0].count("█") == 0
+
+
+def test_zero_denominators_are_na_in_every_format():
+    report = collect(FakeServer({}), "db1", "acme")
+    assert report.since is None and "all data" in render_report(report, "table")
+    doc = json.loads(render_report(report, "json"))
+    assert set(doc["sections"]["ratios"].values()) == {None}
+    assert doc["sections"]["path_shape"] == {"shape": "funnel", "bow_tie_distance": None}
+    assert [r["customers"] for r in doc["sections"]["stage_entries"]] == [0] * 5  # stages filled with zeros
+    assert doc["sections"]["influence_mix"][0]["own_share"] is None
+    rows = list(csv.DictReader(io.StringIO(render_report(report, "csv"))))
+    par = next(r for r in rows if r["section"] == "ratios" and r["metric"] == "par")
+    assert par["value"] == ""
+    text = render_report(report, "table")
+    assert re.search(r"PAR \(act / aware\)\s+n/a$", text, re.M)
+
+
+def test_json_and_csv_carry_every_section_with_full_precision():
+    report = collect(FakeServer({"aware": 3, "appeal": 1, "act": 1}), "db1", "acme")
+    doc = json.loads(render_report(report, "json"))
+    assert list(doc["sections"]) == [spec.key for spec in SPECS]
+    assert doc["sections"]["ratios"]["par"] == 1 / 3
+    assert doc["sections"]["time_to_convert"][1] == {"step": "act -> advocate", "customers": 0, "p25_ms": None,
+                                                     "p50_ms": None, "p75_ms": None, "p90_ms": None}
+    rows = list(csv.DictReader(io.StringIO(render_report(report, "csv"))))
+    assert {r["section"] for r in rows} >= {"stage_entries", "ratios", "path_shape", "channel_mix", "time_to_convert"}
+    assert float(next(r["value"] for r in rows if r["metric"] == "par")) == 1 / 3
+    assert {"section": "stage_entries", "key": "aware", "metric": "customers", "value": "3"} in rows
+    assert {"section": "channel_mix", "key": "", "metric": "act", "value": "18"} in rows
+
+
+def test_a_section_the_server_cannot_run_says_which_version_it_needs(monkeypatch):
+    real = report_module.library_query
+
+    def newer(name: str) -> LibraryQuery:
+        query = real(name)
+        return query if name != "cohorts_weekly" else LibraryQuery(**{**query.__dict__, "server": "ClickHouse >= 99.1"})
+
+    monkeypatch.setattr(report_module, "library_query", newer)
+    report = collect(FakeServer(KOTLER, version="18.16.1"), "db1", "acme")
+    assert report.sections["cohorts_weekly"].unavailable == "needs ClickHouse >= 99.1 (server is 18.16.1)"
+    assert "needs ClickHouse >= 99.1" in render_report(report, "table")
+    assert json.loads(render_report(report, "json"))["sections"]["cohorts_weekly"] == {
+        "unavailable": "needs ClickHouse >= 99.1 (server is 18.16.1)"}
+
+
+def test_a_database_without_the_analytics_layer_asks_for_migrate():
+    with pytest.raises(JourneyError, match="journey migrate"):
+        collect(FakeServer(KOTLER, tables=("transitions",)), "db1", "acme")
+
+
+def test_an_empty_period_is_refused():
+    with pytest.raises(JourneyError, match="must be before"):
+        collect(FakeServer(KOTLER), "db1", "acme", date(2026, 2, 1), date(2026, 2, 1))
+
+
+def test_days_are_dates():
+    assert parse_day("2026-01-31") == date(2026, 1, 31)
+    with pytest.raises(Exception, match="YYYY-MM-DD"):
+        parse_day("last week")
+
+
+@pytest.mark.parametrize(("ms", "text"), [
+    (None, "n/a"), (0, "0ms"), (850, "850ms"), (42_000, "42s"), (200_000, "3m 20s"),
+    (5 * 3_600_000 + 12 * 60_000, "5h 12m"), (52 * 3_600_000, "2d 4h"),
+])
+def test_durations_read_like_durations(ms, text):
+    assert duration(ms) == text
