@@ -440,7 +440,7 @@ def write_results(args: argparse.Namespace, synth: Synth, engine: str, n_transit
         "# Report queries: latency at scale, next to a query-time funnel",
         "",
         f"Written by `bench/report_queries.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} (UTC). "
-        "Re-run to overwrite; see `bench/README.md`.",
+        "Re-run to overwrite; how the data is made: the docstring of `bench/report_queries.py`.",
         "",
         "## Command", "", "```", command.strip(), "```", "",
         "## Machine", "",

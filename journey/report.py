@@ -311,6 +311,7 @@ def _text(column: str, value: Any) -> str:
 def _grid(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     """An aligned table: numbers (and n/a) right, text left."""
     cells = [[_text(c, v) for c, v in zip(columns, row)] for row in rows]
+    columns = [c.removesuffix("_ms") for c in columns]  # durations are shown as durations
     right = [all(row[i] is None or isinstance(row[i], (int, float)) for row in rows) for i in range(len(columns))]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
 

@@ -33,8 +33,19 @@ def _no_control_chars(value: str) -> str:
     return value
 
 
+#: Event times must fit every ClickHouse time type the sink may use (DateTime ends in 2106).
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+
+
 def _to_utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
+
+
+def _plausible(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise ValueError("must be between 1970-01-01 and 2100-01-01 (UTC)")
+    return value
 
 
 def _finite(value: float) -> float:
@@ -51,11 +62,12 @@ Identifier = Annotated[
 Label = Annotated[
     str, StringConstraints(min_length=1, max_length=100), AfterValidator(_no_control_chars)
 ]
-UtcTimestamp = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+UtcTimestamp = Annotated[AwareDatetime, AfterValidator(_to_utc), AfterValidator(_plausible)]
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=False)
+    # strict: a wire contract means "10" is not a number and true is not 1.
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
 
     schema_version: Literal[1]
     event_id: Identifier
@@ -78,7 +90,7 @@ class ClickstreamEvent(_Event):
 
 
 class PurchaseItem(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
 
     product_id: Identifier
     quantity: Annotated[int, Field(ge=1, le=1_000_000)] = 1

@@ -313,8 +313,12 @@ def build_app(settings: Settings, metrics: JourneyMetrics, rules: Rules, sink: S
         # ClickHouse accepted the rows (faust-streaming/faust#606).
         @app.agent(transitions, name="journey-sink", concurrency=1)
         async def sink_agent(stream: faust.StreamT) -> None:
-            async for records in stream.take_events(settings.sink_batch_rows, within=settings.sink_batch_seconds):
+            # noack_take, not take_events: take_events acknowledges in a `finally`, so a worker
+            # stopped during a failing insert would commit rows it never wrote.
+            async for records in stream.noack_take(settings.sink_batch_rows, within=settings.sink_batch_seconds):
                 await sink_runtime.write(list(records))
+                for record in records:
+                    await stream.ack(record)
 
     return app
 

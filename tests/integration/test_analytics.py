@@ -360,3 +360,22 @@ def test_migrate_twice_keeps_the_numbers(url: BackendURL, transitions: list[Tran
     migrate(url)
     assert journey_report(url) == before
     assert_report(before, expected_sections(sample, "default", date(1970, 1, 1), date(2100, 1, 1)))
+
+
+def test_report_through_the_process_holding_a_chdb_directory(tmp_path: Path) -> None:
+    """While a worker holds the chDB directory, `journey report` asks it (as `journey sql` does)."""
+    from journey.sql_endpoint import serve_sql
+    from sinks.clickhouse.backends import OWNER_FILE
+
+    url = BackendURL.parse(f"chdb://{tmp_path / 'chdb'}?database=journey")
+    migrate(url)
+    insert(url, [transition_row(t) for t in kotler_transitions()])
+    backend = url.open()
+    server = serve_sql(lambda: backend, url.path.resolve())
+    try:
+        report = journey_report(url, "--brand", "kotler")["sections"]
+        assert report["ratios"]["par"] == pytest.approx(0.2) and report["ratios"]["bar"] == pytest.approx(0.1)
+    finally:
+        server.shutdown()
+        (url.path.resolve() / OWNER_FILE).unlink(missing_ok=True)
+        backend.close()

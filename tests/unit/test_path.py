@@ -304,9 +304,20 @@ def test_late_events_give_no_negative_dwell_anywhere():
     assert transitions[-1].dwell_ms == 40 * 60_000  # act was entered (in event time) at minute 0
 
 
-def test_first_event_is_never_late_even_before_1970():
-    old = datetime(1969, 12, 31, 23, 0, tzinfo=timezone.utc)
-    assert not advance(None, click("c", "page_view", at=old), RULES).late
+def test_first_event_is_never_late():
+    assert not advance(None, click("c", "page_view", at=minute(0)), RULES).late
+
+
+@pytest.mark.parametrize("year", [1969, 2100, 9999])
+def test_event_times_outside_what_clickhouse_stores_are_refused(year):
+    from schemas.rejections import decode
+
+    raw = (
+        '{"type":"clickstream","schema_version":1,"event_id":"e","customer_id":"c",'
+        f'"occurred_at":"{year}-06-01T00:00:00Z","action":"page_view"}}'
+    ).encode()
+    rejection = decode(raw, 65_536)
+    assert rejection.code == "invalid_fields" and "occurred_at" in rejection.reason
 
 
 # --- purity -----------------------------------------------------------------------------------
