@@ -46,6 +46,11 @@ class JourneyMetrics:
             "Events applied after a later event of the same customer (arrived out of order).",
             registry=r,
         )
+        self.assigned_partitions = Gauge(
+            "journey_assigned_partitions",
+            "Input partitions (per topic) this worker owns now; summed over workers = JOURNEY_PARTITIONS.",
+            registry=r,
+        )
         self.aligner_buffered = Gauge(
             "journey_aligner_buffered_events",
             "Valid events held back to be applied in event-time order.",

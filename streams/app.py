@@ -302,9 +302,17 @@ def build_app(settings: Settings, metrics: JourneyMetrics, rules: Rules, sink: S
         async def release_idle() -> None:
             await runtime.drain()
 
+        def count_assigned() -> None:
+            owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_clickstream}
+            metrics.assigned_partitions.set(len(owned))
+
         @app.on_partitions_revoked.connect
         async def on_revoked(sender: Any, revoked: set[TP], **_: Any) -> None:
             runtime.on_revoked(revoked)
+
+        @app.on_partitions_assigned.connect
+        async def on_assigned(sender: Any, assigned: set[TP], **_: Any) -> None:
+            count_assigned()
 
     if settings.role in ("all", "sink") and sink is not None:
         sink_runtime = SinkRuntime(sink, metrics, deadletters)

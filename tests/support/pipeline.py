@@ -116,13 +116,17 @@ class Pipeline:
         self.journey("topics")
         self.journey("migrate")
 
-    def start_worker(self, **env: str) -> tuple[subprocess.Popen, int]:
-        port = free_port()
+    def spawn_worker(self, metrics_port: int, **env: str) -> subprocess.Popen:
+        """A worker process, not tracked: for supervisors that expect workers to exit."""
         self.started += 1
         log = open(self.workdir / f"worker-{self.started}.log", "wb")
-        proc = subprocess.Popen(
-            [*JOURNEY, "worker"], env=self.env(JOURNEY_METRICS_PORT=str(port), **env), stdout=log, stderr=log
+        return subprocess.Popen(
+            [*JOURNEY, "worker"], env=self.env(JOURNEY_METRICS_PORT=str(metrics_port), **env), stdout=log, stderr=log
         )
+
+    def start_worker(self, **env: str) -> tuple[subprocess.Popen, int]:
+        port = free_port()
+        proc = self.spawn_worker(port, **env)
         self.workers.append(proc)
         return proc, port
 
