@@ -532,28 +532,14 @@ def write_lines(lines: Iterable[Line], out: IO[bytes], *, pacer: Pacer, progress
 def publish(lines: Iterable[Line], settings: Settings, *, pacer: Pacer, progress: Progress) -> None:
     """Each valid line to its type's topic, each malformed one to the clickstream topic (where a
     broken producer would have sent it), keyed by customer_id when it can be read."""
-    from kafka.errors import KafkaError
+    from journey.produce import EventSender
 
-    from journey.errors import JourneyError
-    from journey.produce import open_producer, route
-
-    producer = open_producer(settings)
-    failures: list[BaseException] = []
-    try:
+    with EventSender(settings) as sender:
         for line in lines:
             pacer.take()
             value = line.raw.rstrip(b"\n")
-            routed = route(value, settings, settings.topic_clickstream if line.defect else None)
-            topic, key = routed if not isinstance(routed, str) else (settings.topic_clickstream, None)
-            producer.send(topic, key=key, value=value).add_errback(failures.append)
+            sender.send(value, settings.topic_clickstream if line.defect else None)
             progress.add(line)
-        producer.flush()
-    except KafkaError as exc:
-        raise JourneyError(f"producing to {settings.kafka_brokers} failed: {exc}") from None
-    finally:
-        producer.close()
-    if failures:
-        raise JourneyError(f"{len(failures)} events were not accepted by Kafka: {failures[0]}")
 
 
 __all__ = [

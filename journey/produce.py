@@ -52,6 +52,39 @@ def route(line: bytes, settings: Settings, topic: str | None) -> tuple[str, byte
     return settings.input_topics[event_type], key
 
 
+class EventSender:
+    """One producer for a run of events: routes each, sends it, and turns failures into one
+    clear error when the run ends (`with EventSender(settings) as sender: ...`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.producer = open_producer(settings)
+        self.failures: list[BaseException] = []
+
+    def send(self, line: bytes, topic: str | None = None) -> str | None:
+        """Send one event; returns why it could not be routed (None when sent)."""
+        routed = route(line, self.settings, topic)
+        if isinstance(routed, str):
+            return routed
+        target, key = routed
+        self.producer.send(target, key=key, value=line).add_errback(self.failures.append)
+        return None
+
+    def __enter__(self) -> "EventSender":
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                self.producer.flush()
+        except KafkaError as error:
+            raise JourneyError(f"producing to {self.settings.kafka_brokers} failed: {error}") from None
+        finally:
+            self.producer.close()
+        if exc_type is None and self.failures:
+            raise JourneyError(f"{len(self.failures)} events were not accepted by Kafka: {self.failures[0]}")
+
+
 def produce(
     lines: Iterable[bytes],
     settings: Settings,
@@ -60,34 +93,23 @@ def produce(
     progress: IO[str] | None = sys.stderr,
 ) -> tuple[int, int]:
     """Send every routable line; returns (sent, skipped). Blank lines are ignored."""
-    producer = open_producer(settings)
     sent = skipped = 0
     started = last_report = time.monotonic()
-    failures: list[BaseException] = []
-    try:
+    with EventSender(settings) as sender:
         for number, line in enumerate(lines, 1):
             line = line.rstrip(b"\r\n")
             if not line.strip():
                 continue
-            routed = route(line, settings, topic)
-            if isinstance(routed, str):
+            problem = sender.send(line, topic)
+            if problem:
                 skipped += 1
-                print(f"line {number}: skipped: {routed} (use --topic to send it as is)", file=sys.stderr)
+                print(f"line {number}: skipped: {problem} (use --topic to send it as is)", file=sys.stderr)
                 continue
-            target, key = routed
-            producer.send(target, key=key, value=line).add_errback(failures.append)
             sent += 1
             now = time.monotonic()
             if progress and now - last_report >= 1.0:
                 last_report = now
                 print(f"\rproduced {sent:,} events ({sent / (now - started):,.0f}/s)", end="", file=progress)
-        producer.flush()
-    except KafkaError as exc:
-        raise JourneyError(f"producing to {settings.kafka_brokers} failed: {exc}") from None
-    finally:
-        producer.close()
-    if failures:
-        raise JourneyError(f"{len(failures)} events were not accepted by Kafka: {failures[0]}")
     if progress:
         elapsed = max(time.monotonic() - started, 1e-9)
         print(f"\rproduced {sent:,} events in {elapsed:.1f}s ({sent / elapsed:,.0f}/s)", file=progress)

@@ -168,10 +168,11 @@ def _version(text: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def _zero_filled(rows: list[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
-    """One row per stage, in path order; stages without rows get zeros (shares: None)."""
+def _zero_filled(spec: Spec, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """One row per stage, in path order; a stage without a row gets 0 counts and n/a shares."""
     by_stage = {row[0]: row for row in rows}
-    return [by_stage.get(stage, (stage, *([0] * (width - 1)))) for stage in STAGES]
+    empty = tuple(None if convert is _float else 0 for _, convert in spec.columns[1:])
+    return [by_stage.get(stage, (stage, *empty)) for stage in STAGES]
 
 
 def collect(run: Runner, database: str, brand: str, since: date | None = None, until: date | None = None,
@@ -195,22 +196,16 @@ def collect(run: Runner, database: str, brand: str, since: date | None = None, u
         else:
             section.rows = _typed(spec, run(query.sql(database), params))
         sections[spec.key] = section
-    for key in ("stage_entries", "influence_mix", "current_stage"):
+    for key in ("stage_entries", "influence_mix", "current_stage"):  # every stage, even if nobody entered it
         if not sections[key].unavailable:
-            sections[key].rows = _zero_filled(sections[key].rows, len(sections[key].columns))
-    if sections["influence_mix"].rows:
-        sections["influence_mix"].rows = [
-            row if row[1] else (*row[:5], None, None, None) for row in sections["influence_mix"].rows
-        ]
+            sections[key].rows = _zero_filled(SPEC[key], sections[key].rows)
     metrics = PathMetrics.from_counts(dict(sections["stage_entries"].rows))
     ratios = Section("ratios", SPEC["ratios"].title, tuple(name for name, _ in SPEC["ratios"].columns), record=True,
                      rows=[(metrics.par, metrics.bar, *metrics.stage_ratios.values())])
     shape = Section("path_shape", SPEC["path_shape"].title, ("shape", "bow_tie_distance"), record=True,
                     rows=[(metrics.shape, metrics.bow_tie_distance)])
-    ordered = {}
-    for spec in SPECS:
-        ordered[spec.key] = {"ratios": ratios, "path_shape": shape}.get(spec.key) or sections[spec.key]
-    return Report(brand, since, until, server, ordered)
+    sections.update(ratios=ratios, path_shape=shape)
+    return Report(brand, since, until, server, {spec.key: sections[spec.key] for spec in SPECS})
 
 
 def _typed(spec: Spec, result: QueryResult) -> list[tuple[Any, ...]]:

@@ -49,7 +49,8 @@ def _db(database: str) -> str:
 def _columns(columns: list[tuple[str, str, str]]) -> str:
     """`name type, -- comment` lines, aligned, with the comma before the comment."""
     width = max(len(name) for name, _, _ in columns)
-    decls = [f"{name.ljust(width)}  {type_}" + ("," if i < len(columns) - 1 else "") for i, (name, type_, _) in enumerate(columns)]
+    last = len(columns) - 1
+    decls = [f"{name.ljust(width)}  {type_}" + ("," if i < last else "") for i, (name, type_, _) in enumerate(columns)]
     widest = min(56, max(len(d) for d in decls))
     return "\n".join(f"    {d.ljust(widest)}  -- {comment}" for d, (_, _, comment) in zip(decls, columns))
 
@@ -65,7 +66,8 @@ def create_stage_entries_daily(database: str, dialect: Dialect) -> str:
         ("stage", STAGE_ENUM, "stage entered (transitions.to_stage)"),
         ("influence", INFLUENCE_ENUM, "O-zone of the entering transition"),
         ("channel", dialect.label(), "its channel ('' when it had none)"),
-        ("customers", "AggregateFunction(uniqExact, UInt64)", "who entered (sipHash64 of customer_id): uniqExactMerge(customers)"),
+        ("customers", "AggregateFunction(uniqExact, UInt64)",
+         "who entered (sipHash64 of customer_id): uniqExactMerge(customers)"),
     ]
     return f"""
 CREATE TABLE IF NOT EXISTS {db}.stage_entries_daily
@@ -115,7 +117,8 @@ def create_referrals_daily(database: str, dialect: Dialect) -> str:
         ("brand", dialect.label(), "brand of the journey"),
         ("day", "Date", "UTC day the referred customer became aware"),
         ("referrer_id", "String", "the advocate whose share brought them"),
-        ("customers", "AggregateFunction(uniqExact, UInt64)", "who they brought (sipHash64 of customer_id): uniqExactMerge(customers)"),
+        ("customers", "AggregateFunction(uniqExact, UInt64)",
+         "who they brought (sipHash64 of customer_id): uniqExactMerge(customers)"),
     ]
     return f"""
 CREATE TABLE IF NOT EXISTS {db}.referrals_daily
@@ -157,7 +160,8 @@ def create_customer_state(database: str, dialect: Dialect) -> str:
         ("stage", f"AggregateFunction(argMax, {STAGE_ENUM}, UInt32)", "current stage: to_stage of the highest seq"),
         ("stage_since", f"AggregateFunction(argMax, {ts}, UInt32)", "occurred_at of that transition"),
         ("first_seen", f"AggregateFunction(min, {ts})", "when the customer became aware (first transition)"),
-        ("stages_entered", "AggregateFunction(groupBitOr, UInt8)", "bit n set when stage n was entered (aware = 1 ... advocate = 5)"),
+        ("stages_entered", "AggregateFunction(groupBitOr, UInt8)",
+         "bit n set when stage n was entered (aware = 1 ... advocate = 5)"),
         *((f"{s}_at", f"AggregateFunction(minIf, {ts}, UInt8)", f"when {s} was entered (1970-01-01 when never)")
           for s in LATER_STAGES),
         *((f"ms_to_{s}", "AggregateFunction(maxIf, UInt64, UInt8)",

@@ -25,8 +25,8 @@ import pytest
 
 from fivea import Rules, replay
 from fivea.ratios import PathMetrics
-from journey.generate import generate
-from schemas import EVENT_ADAPTER, Transition
+from journey.generate import generate, to_jsonl
+from schemas import Transition, parse_event
 from sinks.clickhouse.analytics import DERIVED_TABLES, library_query
 from sinks.clickhouse.backends import Backend, BackendURL
 from sinks.clickhouse.sink import migrate, transition_row
@@ -45,7 +45,7 @@ TOP = 10
 
 @pytest.fixture(scope="module")
 def transitions() -> list[Transition]:
-    events = [EVENT_ADAPTER.validate_python(e) for e in generate(24_000, seed=11)]
+    events = [parse_event(to_jsonl(e)) for e in generate(24_000, seed=11)]  # as the wire delivers them
     assert len(events) >= 100_000
     return list(replay(events, Rules.default()))
 

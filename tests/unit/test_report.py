@@ -106,7 +106,8 @@ KOTLER = {"aware": 90, "act": 18, "advocate": 9}
 class FakeServer:
     """Answers the report's queries from canned rows, by library file."""
 
-    def __init__(self, counts: Mapping[str, int], version: str = "26.9.1", tables: tuple[str, ...] = (*DERIVED_TABLES, *VIEWS)):
+    def __init__(self, counts: Mapping[str, int], version: str = "26.9.1",
+                 tables: tuple[str, ...] = (*DERIVED_TABLES, *VIEWS)) -> None:
         self.version = version
         self.tables = tables
         self.counts = counts
