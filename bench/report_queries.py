@@ -339,7 +339,6 @@ def main() -> int:
     args = parser.parse_args()
 
     load_before = os.getloadavg()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-report-"))
     say(f"synthesizing {args.customers:,} arriving customers (seed {args.seed})")
     synth = Synth(args.customers, args.seed, args.days)
     t = time.perf_counter()
@@ -350,6 +349,7 @@ def main() -> int:
     say(f"{synth.population:,} customers, {n_transitions:,} transitions, {n_events:,} events in {synth_s:.1f}s")
     transitions, events = finish(synth)
 
+    workdir = Path(tempfile.mkdtemp(prefix="bench-report-"))
     url = BackendURL.parse(f"chdb://{workdir / 'chdb'}?database=journey")
     try:
         migrate(url)

@@ -67,6 +67,11 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def worker_log(pipeline: Pipeline) -> Path:
+    """The log of the worker started last (Pipeline numbers them from 1)."""
+    return pipeline.workdir / f"worker-{pipeline.started}.log"
+
+
 def ch_client(clickhouse: LocalService) -> Any:
     from clickhouse_driver import Client
 
@@ -275,7 +280,7 @@ def measure_worker(pipeline: Pipeline, fig: Figures, broker: LocalService, click
 
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"worker exited with {proc.returncode}; see {pipeline.workdir}/worker-0.log")
+            raise RuntimeError(f"worker exited with {proc.returncode}; see {worker_log(pipeline)}")
         now = time.monotonic()
         try:
             metrics = scrape(port)
@@ -309,7 +314,7 @@ def measure_worker(pipeline: Pipeline, fig: Figures, broker: LocalService, click
             break
         if now > deadline:
             raise RuntimeError(f"timed out after {timeout:.0f}s: {stored:,} of {fig.transitions:,} transitions "
-                               f"stored, {applied:,.0f} events applied; see {pipeline.workdir}/worker-0.log")
+                               f"stored, {applied:,.0f} events applied; see {worker_log(pipeline)}")
         if now >= next_report:
             next_report += 3.0
             say(f"  worker: {applied:>9,.0f} events applied, {stored:>9,} / {fig.transitions:,} rows stored, "
@@ -659,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"  done in {fig.worker_wall_s:.1f} s ({fig.pipeline_rate:,.0f} events/s, {fig.worker_cpu_s:.1f} CPU-s, "
             f"peak RSS {fig.worker_peak_rss_mib:,.0f} MiB)")
         pipeline.stop_workers()
-        fig.worker_log_levels, fig.worker_log_samples = scan_log(workdir / "worker-0.log")
+        fig.worker_log_levels, fig.worker_log_samples = scan_log(worker_log(pipeline))
 
         say("comparing stored transitions with the replay")
         check_equal(pipeline, expected, fig)
@@ -686,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         if ok and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
-            say(f"kept {workdir} (logs: tansu/tansu.log, clickhouse/clickhouse.log, worker-0.log)")
+            say(f"kept {workdir} (logs: tansu/tansu.log, clickhouse/clickhouse.log, worker-N.log)")
 
 
 if __name__ == "__main__":

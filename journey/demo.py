@@ -134,9 +134,12 @@ def run_demo(workdir: Path, *, customers: int, seed: int, keep: bool, rate: floa
 def _truncate(chdb_dir: Path) -> None:
     from sinks.clickhouse.backends import ChdbBackend
 
+    from sinks.clickhouse.analytics import DERIVED_TABLES
+
     backend = ChdbBackend(chdb_dir, DATABASE)
     try:
-        backend.execute(f"TRUNCATE TABLE {DATABASE}.transitions")
+        for table in ("transitions", *DERIVED_TABLES):
+            backend.execute(f"TRUNCATE TABLE {DATABASE}.{table}")
     finally:
         backend.close()
 

@@ -30,7 +30,7 @@ from schemas import Transition, parse_event
 from sinks.clickhouse.analytics import DERIVED_TABLES, library_query
 from sinks.clickhouse.backends import Backend, BackendURL
 from sinks.clickhouse.sink import migrate, transition_row
-from sinks.clickhouse.tables import TRANSITION_COLUMNS
+from sinks.clickhouse.tables import TRANSITION_COLUMNS, create_database, create_transitions
 
 pytestmark = pytest.mark.integration
 
@@ -51,16 +51,20 @@ def transitions() -> list[Transition]:
 
 
 @pytest.fixture(params=["chdb", "server"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> BackendURL:
-    """A migrated, empty database on each backend."""
+def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> BackendURL:
+    """A database name of its own on each backend, nothing created yet."""
     database = f"db_a{uuid.uuid4().hex[:10]}"
     if request.param == "chdb":
-        parsed = BackendURL.parse(f"chdb://{tmp_path / 'chdb'}?database={database}")
-    else:
-        clickhouse = request.getfixturevalue("clickhouse")
-        parsed = BackendURL.parse(f"clickhouse://default@{clickhouse.address}/{database}")
-    migrate(parsed)
-    return parsed
+        return BackendURL.parse(f"chdb://{tmp_path / 'chdb'}?database={database}")
+    clickhouse = request.getfixturevalue("clickhouse")
+    return BackendURL.parse(f"clickhouse://default@{clickhouse.address}/{database}")
+
+
+@pytest.fixture
+def url(blank_url: BackendURL) -> BackendURL:
+    """A migrated, empty database on each backend."""
+    migrate(blank_url)
+    return blank_url
 
 
 def insert(url: BackendURL, rows: list[tuple], batches: int = 1, resend: int | None = None) -> None:
@@ -351,15 +355,24 @@ def test_path_metrics_sql_follows_the_domain_rules(url: BackendURL) -> None:
         assert row["shape"] == metrics.shape, brand
 
 
-def test_migrate_twice_keeps_the_numbers(url: BackendURL, transitions: list[Transition]) -> None:
-    """The backfill in `journey migrate` re-reads transitions into the rollups: harmless to repeat."""
+def test_migrate_backfills_transitions_stored_before_it_and_can_run_again(
+    blank_url: BackendURL, transitions: list[Transition]
+) -> None:
+    """Upgrading a database that has only the spine: `journey migrate` folds the transitions already
+    stored into the new rollups; running it again (the backfill re-reads them) changes nothing."""
+    backend = blank_url.open(with_database=False)
+    try:  # the schema before the analytics layer existed
+        backend.execute(create_database(blank_url.database))
+        backend.execute(create_transitions(blank_url.database, backend.dialect))
+    finally:
+        backend.close()
     sample = [t for t in transitions if t.customer_id < "c0001000"]
-    insert(url, [transition_row(t) for t in sample])
-    before = journey_report(url)
-    migrate(url)
-    migrate(url)
-    assert journey_report(url) == before
-    assert_report(before, expected_sections(sample, "default", date(1970, 1, 1), date(2100, 1, 1)))
+    insert(blank_url, [transition_row(t) for t in sample])
+    migrate(blank_url)
+    first = journey_report(blank_url)
+    assert_report(first, expected_sections(sample, "default", date(1970, 1, 1), date(2100, 1, 1)))
+    migrate(blank_url)
+    assert journey_report(blank_url) == first
 
 
 def test_report_through_the_process_holding_a_chdb_directory(tmp_path: Path) -> None:
