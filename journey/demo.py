@@ -221,10 +221,21 @@ def _watch(source: LiveSource, producer: PacedProducer, worker: subprocess.Popen
             live.stop()
 
 
+def _command() -> str:
+    """How this user runs `journey` (the venv's script when it is not on PATH)."""
+    found = shutil.which("journey")
+    script = Path(sys.executable).with_name("journey")
+    if found and Path(found).resolve() == script.resolve():
+        return "journey"
+    return str(script) if script.exists() else f"{sys.executable} -m journey.cli"
+
+
 def _where(workdir: Path, clickhouse_url: str, events: Path, worker_log: Path) -> None:
+    journey = _command()
     print("\nwhere the data is")
     print(f"  events (JSON Lines)   {events}")
     print(f"  ClickHouse (chDB)     {workdir / 'chdb'} (table {DATABASE}.transitions)")
     print(f"  worker log            {worker_log}")
-    print("  query it              journey sql \"SELECT to_stage, count() FROM journey.transitions FINAL GROUP BY to_stage\" \\")
+    print(f"  query it              {journey} sql \"SELECT to_stage, count() FROM journey.transitions FINAL GROUP BY to_stage\" \\")
     print(f"                          --clickhouse-url '{clickhouse_url}'")
+    print(f"  the 5A report         {journey} report --brand default --clickhouse-url '{clickhouse_url}'")
