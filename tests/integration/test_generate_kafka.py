@@ -8,32 +8,15 @@ from collections import Counter
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from journey.cli import main
 from journey.generate import generate_lines
 from journey.kafka_admin import create_topics
+from tests.support.kafka_read import read_topics
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
-
-
-def consume(bootstrap: str, topics: list[str], expected: int, timeout: float = 30) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-    partitions = [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    records: list = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(records) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        records.extend(r for batch in consumer.poll(timeout_ms=500).values() for r in batch)  # no extras
-    finally:
-        consumer.close()
-    return records
 
 
 def test_generate_publishes_each_event_to_its_topic_keyed_by_customer(broker, monkeypatch, capsys):
@@ -54,7 +37,7 @@ def test_generate_publishes_each_event_to_its_topic_keyed_by_customer(broker, mo
     assert elapsed >= len(lines) / 2000 * 0.8, "--rate 2000 paces the producer"
     assert "Kafka" in capsys.readouterr().err
 
-    records = consume(broker.address, list(topics.values()), len(lines))
+    records = read_topics(broker.address, list(topics.values()), PARTITIONS, len(lines))
     assert len(records) == len(lines)
 
     topic_of = {"clickstream": topics["clickstream"], "purchase": topics["purchases"], "share": topics["shares"]}

@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from journey.generate import generate, to_jsonl
 from streams.deadletter import header_map
+from tests.support.kafka_read import read_topics
 from tests.support.pipeline import Pipeline, normalise, scrape, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def read_topic(pipeline: Pipeline, topic: str, expected: int, timeout: float = 60) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=pipeline.broker.address, enable_auto_commit=False,
-                             max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=16 * 1024 * 1024)
-    partitions = [TopicPartition(topic, p) for p in range(pipeline.partitions)]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    records: list = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(records) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-    finally:
-        consumer.close()
-    return records
 
 
 def assert_stream_equals_replay(pipeline: Pipeline, events_file: Path) -> list[dict]:
@@ -95,7 +77,7 @@ def test_bad_input_goes_to_dead_letters_and_good_input_flows_around_it(pipeline:
     _, port = pipeline.start_worker()
     assert_stream_equals_replay(pipeline, good_file)
 
-    letters = read_topic(pipeline, pipeline.topic("deadletter"), len(BAD_LINES))
+    letters = read_topics(pipeline.broker.address, [pipeline.topic("deadletter")], pipeline.partitions, len(BAD_LINES))
     by_code = {header_map(r.headers)["journey.dlq.reason.code"]: r for r in letters}
     assert set(by_code) == set(BAD_LINES)
     for code, record in by_code.items():
