@@ -220,8 +220,11 @@ def histogram(samples: list[dict[str, float]], name: str) -> list[tuple[float, f
     return sorted(buckets.items())
 
 
-def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
-    """Prometheus' histogram_quantile: linear interpolation inside the bucket holding rank q."""
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> tuple[float, float, float] | None:
+    """Prometheus' histogram_quantile: linear interpolation inside the bucket holding rank q.
+
+    Returns (estimate, bucket lower bound, bucket upper bound): the bounds are all the histogram
+    knows; the estimate inside a wide bucket (60-300 s) can be far from the true quantile."""
     if not buckets or buckets[-1][1] <= 0:
         return None
     rank = q * buckets[-1][1]
@@ -229,10 +232,11 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | 
     for le, count in buckets:
         if count >= rank:
             if math.isinf(le):
-                return lower  # beyond the last finite bound: that bound is all one can say
-            return lower + (le - lower) * (rank - below) / (count - below) if count > below else le
+                return lower, lower, le  # beyond the last finite bound: that bound is all one can say
+            estimate = lower + (le - lower) * (rank - below) / (count - below) if count > below else le
+            return estimate, lower, le
         lower, below = le, count
-    return lower
+    return lower, lower, math.inf
 
 
 # --- one configuration -------------------------------------------------------------------------
@@ -271,8 +275,8 @@ class Run:
     lag_p99_s: float | None = None
     lag_max_s: float | None = None
     lag_avg_s: float | None = None
-    hist_p50_s: float | None = None  # the workers' histogram
-    hist_p99_s: float | None = None
+    hist_p50: tuple[float, float, float] | None = None  # the workers' histogram: estimate, bucket bounds
+    hist_p99: tuple[float, float, float] | None = None
     hist_count: float = 0.0
     hist_le: dict[str, float] = field(default_factory=dict)  # share of observations <= bound
     stored_final: int = 0
@@ -355,10 +359,11 @@ def compare(pipeline: Pipeline, expected: list[dict[str, Any]], run: Run) -> Non
     customers = sorted({row[1] for row in missing | extra})
     detail = []
     for customer in customers[:2]:
-        detail.append(f"{customer}: replay {[r[2:7] for r in wanted if r[1] == customer]} / "
-                      f"stored {[r[2:7] for r in stored if r[1] == customer]}")
+        detail.append(f"{customer}: replay only {sorted(r[2:] for r in missing if r[1] == customer)}, "
+                      f"stored only {sorted(r[2:] for r in extra if r[1] == customer)}")
     run.mismatch = (f"{len(stored):,} stored vs {len(wanted):,} replayed; {len(missing):,} replayed rows missing, "
-                    f"{len(extra):,} stored rows not in replay, {len(customers):,} customers differ; first: "
+                    f"{len(extra):,} stored rows not in replay, {len(customers):,} customers differ; first (seq, from, to, "
+                    f"kind, occurred_at, trigger event, type, channel, influence, referrer, dwell_ms): "
                     + "; ".join(detail))
 
 
@@ -513,7 +518,7 @@ def run_config(n_workers: int, args: argparse.Namespace, source: Path, workdir: 
             "sink failures": total(metrics, "journey_sink_failures_total"),
         }
         buckets = histogram(metrics, LAG_METRIC)
-        run.hist_p50_s, run.hist_p99_s = histogram_quantile(0.5, buckets), histogram_quantile(0.99, buckets)
+        run.hist_p50, run.hist_p99 = histogram_quantile(0.5, buckets), histogram_quantile(0.99, buckets)
         run.hist_count = buckets[-1][1] if buckets else 0.0
         for le, count in buckets:
             if le in (0.5, 1, 2, 5, 10, 30) and run.hist_count:
@@ -533,7 +538,7 @@ def run_config(n_workers: int, args: argparse.Namespace, source: Path, workdir: 
             del expected
         run.load_after = os.getloadavg()
         say(f"  {run.end_to_end_rate:,.0f} events/s end to end, lag p50 {run.lag_p50_s} s p99 {run.lag_p99_s} s "
-            f"(histogram {run.hist_p50_s} / {run.hist_p99_s}), peak RSS {run.worker_peak_rss_mib}, "
+            f"(histogram {_hq(run.hist_p50)} / {_hq(run.hist_p99)}), peak RSS {run.worker_peak_rss_mib}, "
             f"dead letters {run.metrics['dead letters']:,.0f}, equal to replay: {run.equal}")
         return run
     finally:
@@ -551,6 +556,14 @@ def run_config(n_workers: int, args: argparse.Namespace, source: Path, workdir: 
 
 def _s(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:.{digits}f} s"
+
+
+def _hq(value: tuple[float, float, float] | None) -> str:
+    """A histogram quantile with the bucket it lies in."""
+    if value is None:
+        return "—"
+    estimate, lower, upper = value
+    return f"{estimate:.2f} s (bucket {lower:g}–{upper:g} s)"
 
 
 def _mib(values: list[float]) -> str:
@@ -574,7 +587,7 @@ def figures(run: Run) -> list[tuple[str, str]]:
         ("**lag p50 / p99 (per stored row)**", f"**{_s(run.lag_p50_s, 0)} / {_s(run.lag_p99_s, 0)}** (max "
                                                f"{_s(run.lag_max_s, 0)}, mean {_s(run.lag_avg_s)}; "
                                                f"{run.lag_rows:,} rows; whole seconds, ±1 s)"),
-        ("lag p50 / p99 (workers' histogram)", f"{_s(run.hist_p50_s, 2)} / {_s(run.hist_p99_s, 2)} "
+        ("lag p50 / p99 (workers' histogram)", f"{_hq(run.hist_p50)} / {_hq(run.hist_p99)} "
                                                f"({run.hist_count:,.0f} observations; share ≤ bound: "
                                                + ", ".join(f"{k} s {v:.1%}" for k, v in run.hist_le.items()) + ")"),
         ("**peak RSS per worker**", f"**{_mib(run.worker_peak_rss_mib)}** (VmHWM)"),
@@ -629,7 +642,7 @@ def render(runs: list[Run], args: argparse.Namespace) -> str:
         ("events", lambda r: f"{r.events:,}"),
         ("events/s end to end", lambda r: f"{r.end_to_end_rate:,.0f}"),
         ("lag p50 / p99 per row (±1 s)", lambda r: f"{_s(r.lag_p50_s, 0)} / {_s(r.lag_p99_s, 0)}"),
-        ("lag p50 / p99 histogram", lambda r: f"{_s(r.hist_p50_s, 2)} / {_s(r.hist_p99_s, 2)}"),
+        ("lag p50 / p99 histogram (bucket)", lambda r: f"{_hq(r.hist_p50)} / {_hq(r.hist_p99)}"),
         ("peak RSS per worker", lambda r: _mib(r.worker_peak_rss_mib)),
         ("dead letters / malformed sent", lambda r: f"{r.metrics.get('dead letters', 0):,.0f} / {r.malformed:,}"),
         ("equal to replay", lambda r: "—" if r.equal is None else "yes" if r.equal else "**no**"),
