@@ -39,7 +39,6 @@ Everything it started is stopped on exit, error or Ctrl-C. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
@@ -54,6 +53,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ from bench.throughput import (
     write_events,
 )
 from journey.local import LocalService, free_port, start_broker, start_clickhouse
-from tests.support.pipeline import JOURNEY, Pipeline, normalise, scrape
+from tests.support.pipeline import Pipeline, normalise, scrape
 
 RESULTS = Path(__file__).resolve().parent / "results" / "load.md"
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -389,6 +389,10 @@ def run_config(n_workers: int, args: argparse.Namespace, source: Path, workdir: 
         pipeline.setup()
         if not results[0].metrics and run is results[0]:
             args.versions = describe_versions(pipeline, broker)
+            try:
+                args.versions["confluent-kafka (load generator)"] = metadata.version("confluent-kafka")
+            except metadata.PackageNotFoundError:
+                args.versions["confluent-kafka (load generator)"] = "not installed"
             args.worker_env = {k: v for k, v in pipeline.env().items() if k.startswith("JOURNEY_") and not k.startswith(
                 ("JOURNEY_TOPIC_", "JOURNEY_KAFKA_", "JOURNEY_CLICKHOUSE_", "JOURNEY_DATA_", "JOURNEY_GROUP_",
                  "JOURNEY_METRICS_"))}
@@ -607,7 +611,8 @@ def figures(run: Run) -> list[tuple[str, str]]:
                         f"Tansu {run.tansu_cpu_s:,.0f}; ClickHouse {run.clickhouse_cpu_s:,.0f}; producer "
                         f"{run.producer_cpu_s:,.0f}; bench {run.bench_cpu_s:,.0f}; everything else on the machine "
                         f"{max(others, 0):,.0f}; all over {run.cpu_window_s:,.0f} s wall, i.e. "
-                        f"{(os.cpu_count() or 1) * run.cpu_window_s:,.0f} CPU-s on {os.cpu_count()} cores, of which {run.machine_busy_s:,.0f} were busy"),
+                        f"{(os.cpu_count() or 1) * run.cpu_window_s:,.0f} CPU-s on {os.cpu_count()} cores, of which "
+                        f"{run.machine_busy_s:,.0f} were busy"),
         ("Tansu peak RSS", f"{run.tansu_peak_rss_mib:,.0f} MiB"),
         ("load average", f"before {' '.join(f'{x:.2f}' for x in run.load_before)}; during (1 min, sampled) "
                          f"min {min(run.load1_samples, default=0):.2f} / mean "
@@ -634,6 +639,10 @@ def render(runs: list[Run], args: argparse.Namespace) -> str:
         "```",
         "",
         "## Summary",
+        "",
+        f"Data: {args.expected_events:,} events of {args.customers:,} customers (`journey.generate`, seed {args.seed}), "
+        f"published at {args.rate:,.0f}/s with {args.malformed:.2%} malformed records mixed in; {args.partitions} "
+        "partitions per topic.",
         "",
         "| | " + " | ".join(f"{r.workers} worker{'s' if r.workers > 1 else ''}" for r in runs) + " |",
         "|---|" + "---|" * len(runs),
@@ -674,9 +683,10 @@ def render(runs: list[Run], args: argparse.Namespace) -> str:
         "## How to read",
         "",
         "Each configuration starts from nothing (its own broker, ClickHouse and topics) and runs the same "
-        "generated events, published at the same steady rate by a separate producer process while the "
-        "workers run: a live stream, not a backlog. So *events/s end to end* is the rate offered, as long as "
-        "the workers keep up (small backlog, last row stored a few seconds after the last send); a worker "
+        "generated events, published at the same steady rate by a separate producer process (librdkafka, "
+        "murmur2 partitioner) while the workers run: a live stream, not a backlog. So *events/s end to end* "
+        "is the rate offered, as long as the workers keep up (small backlog, last row stored a few seconds "
+        "after the last send); a worker "
         "count that cannot keep up shows a growing backlog and lag, and then events/s is its capacity. For "
         "capacity from a backlog see `results/throughput.md`. *Lag* is per stored transition, from the send of "
         "its triggering event (whose `occurred_at` the producer sets to the send time) to its row in "
@@ -757,8 +767,8 @@ def main(argv: list[str] | None = None) -> int:
         source = workdir / "events.jsonl"
         say(f"generating >= {args.events:,} events (seed {args.seed}, ~{args.events / EVENTS_PER_CUSTOMER:,.0f} "
             "customers)")
-        args.expected_events, _, customers, _ = write_events(source, args.events, args.seed, None)
-        say(f"  {args.expected_events:,} events, {customers:,} customers")
+        args.expected_events, _, args.customers, _ = write_events(source, args.events, args.seed, None)
+        say(f"  {args.expected_events:,} events, {args.customers:,} customers")
         for n in args.worker_counts:
             run_config(n, args, source, workdir, runs)
             args.results.parent.mkdir(parents=True, exist_ok=True)
