@@ -138,7 +138,7 @@ class PathRuntime:
 
     # -- apply -----------------------------------------------------------------------------
     def _caught_up(self, topic: str, partition: int) -> bool | None:
-        """True: nothing left to read; False: the broker holds more; None: unknown."""
+        """False: the broker holds more; None: unknown (never True, see below)."""
         tp = TP(topic, partition)
         highwater = self.app.consumer.highwater(tp)
         if highwater is None:
@@ -149,7 +149,12 @@ class PathRuntime:
             # offset (Faust keeps it after seeking there; no public accessor exists).
             committed = self.app.consumer._committed_offset.get(tp)
             received = -1 if committed is None else committed - 1
-        return received + 1 >= highwater
+        if received + 1 < highwater:
+            return False
+        # Looks caught up, but the mark is from this partition's last fetch and may be older than
+        # records already on the broker: treat it as unknown, i.e. wait up to the idle time
+        # (Kafka Streams' max.task.idle.ms) before letting another input's event go first.
+        return None
 
     async def drain(self, finished: list[Any] = ()) -> None:
         """Apply what the aligner releases, publish, then acknowledge."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -126,7 +127,7 @@ class ChdbBackend:
     Thread-safe: the sink's executor thread and the local SQL endpoint share one session.
     """
 
-    def __init__(self, path: Path, database: str) -> None:
+    def __init__(self, path: Path, database: str, lock_wait_s: float = 30.0) -> None:
         try:
             from chdb import session as chdb_session
         except ImportError:
@@ -135,13 +136,21 @@ class ChdbBackend:
         self.database = checked_identifier(database, "database name")
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        try:
-            self.session = chdb_session.Session(str(self.path))
-        except Exception as exc:  # chDB reports a held directory as a generic error
-            text = str(exc)
-            if "lock" in text.lower() or "EmbeddedServer" in text:
-                raise ChdbLocked(self.path, read_owner(self.path)) from None
-            raise
+        # A short-lived `journey sql` or `migrate` may hold the directory for a moment: wait a
+        # little before calling it taken (a process that owns it for good announces itself).
+        deadline = time.monotonic() + lock_wait_s
+        while True:
+            try:
+                self.session = chdb_session.Session(str(self.path))
+                break
+            except Exception as exc:  # chDB reports a held directory as a generic error
+                text = str(exc)
+                if not ("lock" in text.lower() or "EmbeddedServer" in text):
+                    raise
+                owner = read_owner(self.path)
+                if owner or time.monotonic() > deadline:
+                    raise ChdbLocked(self.path, owner) from None
+                time.sleep(0.2)
         version = self._raw("SELECT version()", "CSV").strip().strip('"')
         self.dialect = Dialect(tuple(int(part) for part in version.split(".")[:2]))  # type: ignore[arg-type]
 
