@@ -137,11 +137,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_topics(args: argparse.Namespace) -> int:
     from journey.kafka_admin import create_topics
-    from journey.kafka_security import kafka_python_config
+    from journey.kafka_security import kafka_client_config
 
     settings = settings_from(args)
     created = create_topics(settings.broker_list, {t: settings.partitions for t in settings.all_topics},
-                            security=kafka_python_config(settings))
+                            security=kafka_client_config(settings))
     for topic in settings.all_topics:
         state = "created" if topic in created else "exists"
         print(f"{topic:<32} {settings.partitions} partitions  {state}")

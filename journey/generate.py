@@ -535,6 +535,8 @@ def publish(lines: Iterable[Line], settings: Settings, *, pacer: Pacer, progress
     from journey.produce import EventSender
 
     with EventSender(settings) as sender:
+        if pacer.before_sleep is None:
+            pacer.before_sleep = sender.flush_open  # a paced event must not wait in a batch
         for line in lines:
             pacer.take()
             value = line.raw.rstrip(b"\n")

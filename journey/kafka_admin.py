@@ -47,8 +47,9 @@ def create_topics(
     topics: Mapping[str, int],
     timeout_s: float = 30.0,
     security: Mapping[str, Any] = PLAINTEXT,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
-    """Create missing topics with their partition counts; returns the names created."""
+    """Create missing topics with their partition counts (and topic configs); returns the names created."""
     existing = partition_counts(brokers, security=security)
     missing = {name: n for name, n in topics.items() if name not in existing}
     if missing:
@@ -56,7 +57,10 @@ def create_topics(
         try:
             for name, partitions in missing.items():
                 try:
-                    admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+                    admin.create_topics([NewTopic(
+                        name, num_partitions=partitions, replication_factor=1,
+                        topic_configs=dict((configs or {}).get(name, {})),
+                    )])
                 except TopicAlreadyExistsError:
                     pass
         finally:

@@ -22,8 +22,8 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def kafka_python_config(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for kafka-python's producer, consumer and admin clients."""
+def kafka_client_config(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for kafka-python's and aiokafka's clients (they share these names)."""
     config: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
     context = ssl_context(settings)
     if context is not None:
@@ -36,21 +36,3 @@ def kafka_python_config(settings: Settings) -> dict[str, Any]:
             sasl_plain_password=settings.kafka_sasl_password.get_secret_value(),
         )
     return config
-
-
-def faust_credentials(settings: Settings) -> Any:
-    """Faust's `broker_credentials` (None for PLAINTEXT)."""
-    import faust
-
-    context = ssl_context(settings)
-    if settings.kafka_security_protocol.startswith("SASL"):
-        assert settings.kafka_sasl_password is not None
-        return faust.SASLCredentials(
-            username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password.get_secret_value(),
-            mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=context,
-        )
-    if context is not None:
-        return faust.SSLCredentials(context)
-    return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+FRESHNESS_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300)
 LAG_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400, 604800)
 ROW_BUCKETS = (1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000)
 
@@ -83,5 +84,12 @@ class JourneyMetrics:
             "journey_event_to_clickhouse_lag_seconds",
             "From an event's occurred_at to its transition being stored in ClickHouse.",
             buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.pipeline_latency = Histogram(
+            "journey_pipeline_latency_seconds",
+            "From an input event reaching Kafka (its record timestamp) to its transition being "
+            "stored in ClickHouse: the pipeline's freshness.",
+            buckets=FRESHNESS_BUCKETS,
             registry=r,
         )

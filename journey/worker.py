@@ -1,14 +1,19 @@
-"""`journey worker`: check the surroundings, then run the Faust worker until stopped."""
+"""`journey worker`: check the surroundings, then run the stream services until stopped.
+
+The services run under mode's Worker (Faust's service runtime): signals, graceful stop
+(offsets committed, group left), and a non-zero exit when a service crashes, so a supervisor
+restarts the process.
+"""
 
 from __future__ import annotations
 
 import logging
-import faust
+from mode import Worker
 
 from journey.errors import JourneyError
 from journey.health import serve
 from journey.kafka_admin import create_topics, partition_counts
-from journey.kafka_security import kafka_python_config
+from journey.kafka_security import kafka_client_config
 from journey.metrics import JourneyMetrics
 from journey.rules_file import load_rules
 from journey.sql_endpoint import serve_sql
@@ -16,14 +21,14 @@ from journey.settings import Settings
 from sinks.clickhouse.sink import ClickHouseSink
 from sinks.clickhouse.backends import BackendURL
 from sinks.contract import SinkUnavailable
-from streams.app import build_app
+from streams.app import build_services, own_topics
 
 log = logging.getLogger("journey.worker")
 
 
 def check_topics(settings: Settings) -> None:
     """Inputs must exist (producers own them); the worker's own topics are created if missing."""
-    security = kafka_python_config(settings)
+    security = kafka_client_config(settings)
     counts = partition_counts(settings.broker_list, security=security)
     missing = [t for t in settings.input_topics.values() if t not in counts]
     if missing:
@@ -37,8 +42,8 @@ def check_topics(settings: Settings) -> None:
             f"input topics must have {settings.partitions} partitions (JOURNEY_PARTITIONS) to be "
             f"co-partitioned with the state table, but: {wrong}"
         )
-    own = [settings.topic_rekeyed, settings.topic_transitions, settings.topic_deadletter]
-    create_topics(settings.broker_list, {t: settings.partitions for t in own}, security=security)
+    own = own_topics(settings)
+    create_topics(settings.broker_list, {t: settings.partitions for t in own}, security=security, configs=own)
 
 
 def build_sink(settings: Settings) -> ClickHouseSink:
@@ -62,17 +67,14 @@ def run_worker(settings: Settings) -> None:
         # This process now holds the chDB directory: let `journey sql` query through it.
         serve_sql(sink.connected, sink.url.path)
     metrics = JourneyMetrics()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = build_app(settings, metrics, rules, sink)
+    services = build_services(settings, metrics, rules, sink)
     if settings.metrics_port:
-        serve(metrics.registry, settings.metrics_host, settings.metrics_port, ready=lambda: _ready(app))
+        serve(metrics.registry, settings.metrics_host, settings.metrics_port, ready=lambda: _ready(services))
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), override_logging=True, quiet=True)
+    worker = Worker(*services, loglevel=settings.log_level.upper(), override_logging=True, quiet=True)
     worker.execute_from_commandline()
 
 
-def _ready(app: faust.App) -> bool:
-    try:
-        return not app.rebalancing and app.tables.recovery.completed.is_set()
-    except AttributeError:
-        return False
+def _ready(services: list) -> bool:
+    """Ready once the path owns partitions with their state recovered (a sink-only worker: started)."""
+    return all(getattr(service, "ready", True) and service.started for service in services)

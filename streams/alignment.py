@@ -7,8 +7,8 @@ queues of all input topics at p, once every empty queue at p is accounted for:
 - lag unknown (no high-water mark yet): wait at most `max_idle_s`;
 - lag known (the broker holds records not yet received): wait for them (KIP-695), because a
   busy worker's own processing time must not count as the input being idle; at most
-  `max_lag_wait_s`, which only matters where offsets have gaps no record fills
-  (transaction markers, compaction).
+  `max_lag_wait_s`, a safety valve only: the caller measures lag from the consumer's position,
+  which moves past offset gaps (transaction markers, compaction) by itself.
 A full buffer forces release, so memory stays bounded.
 """
 
@@ -27,13 +27,13 @@ class EventTimeAligner:
         topics: Sequence[str],
         max_idle_s: float,
         max_buffered: int = 100_000,
-        max_lag_wait_s: float = 30.0,
+        max_lag_wait_s: float = 120.0,
     ) -> None:
         self.topics = tuple(topics)
         self.max_idle_s = max_idle_s
         self.max_lag_wait_s = max_lag_wait_s
         self.max_buffered = max_buffered
-        self._queues: dict[tuple[str, int], deque[tuple[OrderKey, Any]]] = {}
+        self._queues: dict[tuple[str, int], deque[tuple[OrderKey, int, Any]]] = {}
         self._empty_since: dict[tuple[str, int], float] = {}
         self._received: dict[tuple[str, int], int] = {}
         self._size = 0
@@ -45,6 +45,16 @@ class EventTimeAligner:
         """Offset of the last record handed to the aligner (None: nothing yet)."""
         return self._received.get((topic, partition))
 
+    def held_from(self, topic: str, partition: int) -> int | None:
+        """Offset of the oldest record still held (None: holds nothing of this partition)."""
+        queue = self._queues.get((topic, partition))
+        return queue[0][1] if queue else None
+
+    def waiting_inputs(self) -> set[tuple[str, int]]:
+        """Empty input partitions that events of the same partition number wait on."""
+        busy = {p for (_, p), q in self._queues.items() if q}
+        return {(t, p) for p in busy for t in self.topics if not self._queues.get((t, p))}
+
     def note_received(self, topic: str, partition: int, offset: int) -> None:
         """Record progress for records that bypass the queues (dead letters, rekeyed)."""
         tp = (topic, partition)
@@ -53,7 +63,7 @@ class EventTimeAligner:
 
     def add(self, topic: str, partition: int, offset: int, key: OrderKey, item: Any) -> None:
         tp = (topic, partition)
-        self._queues.setdefault(tp, deque()).append((key, item))
+        self._queues.setdefault(tp, deque()).append((key, offset, item))
         self._empty_since.pop(tp, None)
         self.note_received(topic, partition, offset)
         self._size += 1
@@ -92,14 +102,14 @@ class EventTimeAligner:
                 return
             if waiting and self._size < self.max_buffered:
                 return
-            out.append(best.popleft()[1])
+            out.append(best.popleft()[2])
             self._size -= 1
 
     def drop_partitions(self, partitions: set[int]) -> list[Any]:
         """Forget revoked partitions; their unacked records go to the next owner."""
         dropped: list[Any] = []
         for tp in [tp for tp in self._queues if tp[1] in partitions]:
-            dropped.extend(item for _, item in self._queues.pop(tp))
+            dropped.extend(item for _, _, item in self._queues.pop(tp))
         for mapping in (self._empty_since, self._received):
             for tp in [tp for tp in mapping if tp[1] in partitions]:
                 del mapping[tp]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import subprocess
 import sys
@@ -9,39 +10,46 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from journey.kafka_security import faust_credentials, kafka_python_config
+from journey.kafka_security import kafka_client_config
 from journey.settings import Settings
-from streams.app import faust_settings
+from streams.kafka_io import new_producer
+
+
+def producer_client(settings: Settings):  # aiokafka clients are made inside a running loop
+    async def make():
+        return new_producer(settings).client
+
+    return asyncio.run(make())
 
 
 def test_plaintext_is_the_default_and_adds_nothing() -> None:
     settings = Settings()
-    assert kafka_python_config(settings) == {"security_protocol": "PLAINTEXT"}
-    assert faust_credentials(settings) is None
+    assert kafka_client_config(settings) == {"security_protocol": "PLAINTEXT"}
 
 
-def test_sasl_ssl_scram_reaches_kafka_python_and_faust() -> None:
+def test_sasl_ssl_scram_reaches_kafka_python_and_aiokafka() -> None:
     settings = Settings(
         kafka_security_protocol="SASL_SSL",
         kafka_sasl_mechanism="SCRAM-SHA-512",
         kafka_sasl_username="journey",
         kafka_sasl_password="p4ss",
     )
-    config = kafka_python_config(settings)
+    config = kafka_client_config(settings)
     assert config["security_protocol"] == "SASL_SSL"
     assert config["sasl_mechanism"] == "SCRAM-SHA-512"
     assert (config["sasl_plain_username"], config["sasl_plain_password"]) == ("journey", "p4ss")
     assert isinstance(config["ssl_context"], ssl.SSLContext)
-    credentials = faust_settings(settings)["broker_credentials"]
-    assert credentials.protocol.value == "SASL_SSL"
-    assert credentials.mechanism.value == "SCRAM-SHA-512"
-    assert credentials.username == "journey" and credentials.password == "p4ss"
+    client = producer_client(settings)  # the worker's aiokafka clients
+    assert client._security_protocol == "SASL_SSL"
+    assert client._sasl_mechanism == "SCRAM-SHA-512"
+    assert (client._sasl_plain_username, client._sasl_plain_password) == ("journey", "p4ss")
+    assert isinstance(client._ssl_context, ssl.SSLContext)
 
 
 def test_tls_only_gives_an_ssl_context() -> None:
     settings = Settings(kafka_security_protocol="SSL")
-    assert "sasl_mechanism" not in kafka_python_config(settings)
-    assert faust_credentials(settings).protocol.value == "SSL"
+    assert "sasl_mechanism" not in kafka_client_config(settings)
+    assert producer_client(settings)._security_protocol == "SSL"
 
 
 def test_sasl_without_credentials_is_refused() -> None:

@@ -1,0 +1,119 @@
+"""aiokafka clients for the worker, configured once from Settings, and batched sending.
+
+The worker drives aiokafka (the Kafka driver Faust itself runs on) directly: Faust's per-event
+stream machinery tops out at ~4–5k events/s on these machines (bench/README.md), far below
+what one core can decode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.partitioner.default import murmur2
+
+from journey.kafka_security import kafka_client_config
+from journey.settings import Settings
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+def partition_of_key(key: bytes, partitions: int) -> int:
+    """The Java client's default partitioner (murmur2), which Kafka producers share."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def partition_for(customer_id: str, partitions: int) -> int:
+    return partition_of_key(customer_id.encode(), partitions)
+
+
+def _common(settings: Settings) -> dict[str, Any]:
+    return {"bootstrap_servers": settings.broker_list, "client_id": "journey5a", **kafka_client_config(settings)}
+
+
+def new_group_consumer(settings: Settings, group_id: str, *, max_poll_records: int) -> AIOKafkaConsumer:
+    """A consumer in `group_id` that commits only when told to.
+
+    The range assignor gives every member the same partition numbers of each co-partitioned
+    topic, so partition p of all inputs meets the state of partition p.
+    """
+    session_ms = int(settings.session_timeout_s * 1000)
+    return AIOKafkaConsumer(
+        **_common(settings),
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=max_poll_records,
+        session_timeout_ms=session_ms,
+        heartbeat_interval_ms=max(100, min(3000, session_ms // 3)),
+        rebalance_timeout_ms=max(session_ms, 10_000),
+        partition_assignment_strategy=(RangePartitionAssignor,),
+        fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=2 * 1024 * 1024,
+    )
+
+
+def new_reader(settings: Settings) -> AIOKafkaConsumer:
+    """A consumer outside any group, for reading a changelog from chosen offsets."""
+    return AIOKafkaConsumer(
+        **_common(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+        max_poll_records=20_000, fetch_max_bytes=32 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+
+
+def new_producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        **_common(settings),
+        acks="all",
+        enable_idempotence=settings.producer_idempotence,
+        linger_ms=5,
+        max_batch_size=settings.producer_max_batch_size,
+        max_request_size=4 * 1024 * 1024,
+        request_timeout_ms=60_000,
+    )
+
+
+class Outbox:
+    """Records for many topic-partitions, handed to the producer one batch per partition.
+
+    aiokafka's per-message `send` costs a future and a coroutine each; appending to a batch
+    builder is several times cheaper, which matters at tens of thousands of records a second.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+        self._open: dict[tuple[str, int], Any] = {}
+        self._full: list[tuple[str, int, Any]] = []
+        self.records = 0
+
+    def add(self, topic: str, partition: int, key: bytes | None, value: bytes,
+            headers: Headers = (), timestamp_ms: int | None = None) -> None:
+        tp = (topic, partition)
+        batch = self._open.get(tp)
+        if batch is None:
+            batch = self._open[tp] = self.producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=timestamp_ms, headers=list(headers)) is None:
+            self._full.append((topic, partition, batch))
+            batch = self._open[tp] = self.producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=timestamp_ms, headers=list(headers)) is None:
+                raise ValueError(f"a record of {len(value)} bytes does not fit a produce batch")
+        self.records += 1
+
+    async def send(self) -> dict[tuple[str, int], int]:
+        """Send everything and wait until the broker has it; returns the last offset per partition."""
+        batches = [*self._full, *((t, p, b) for (t, p), b in self._open.items())]
+        self._open, self._full, self.records = {}, [], 0
+        pending = []
+        for topic, partition, batch in batches:
+            count = batch.record_count()
+            batch.close()
+            pending.append((topic, partition, count, await self.producer.send_batch(batch, topic, partition=partition)))
+        last: dict[tuple[str, int], int] = {}
+        for topic, partition, count, future in pending:
+            metadata = await future
+            end = metadata.offset + count - 1
+            if end > last.get((topic, partition), -1):
+                last[(topic, partition)] = end
+        return last

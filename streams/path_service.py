@@ -1,0 +1,284 @@
+"""The path: input records -> event-time order -> 5A core -> transitions and states, in batches.
+
+    clickstream ┐                                 ┌─> transitions (keyed by customer, partition p)
+    purchases   ├─> decode ─> align ─> core (p) ──┤
+    shares      │     │ (bad)   │ (misplaced)     └─> state changelog (one record per customer per batch)
+    rekeyed   <─┘     v         └─> rekeyed topic, partition = murmur2(customer_id)
+                 dead letters
+
+One batch at a time, and per batch: everything it produces is acknowledged by the broker
+(transitions before the states that record them) before the input offsets behind it can be
+committed. A crash replays at most the uncommitted records; the event-id dedup in the state
+and the idempotent ClickHouse table absorb them. Events held by the aligner are never
+committed past.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, defaultdict
+from typing import Any
+
+from aiokafka import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
+from aiokafka.structs import TopicPartition
+from mode import Service
+
+from fivea import Rules, event_time_us
+from journey.metrics import JourneyMetrics
+from journey.settings import Settings
+from schemas.rejections import Rejection, decode
+from streams.alignment import EventTimeAligner
+from streams.deadletter import dead_letter
+from streams.kafka_io import Outbox, new_group_consumer, new_producer, new_reader, partition_for
+from streams.path_processor import PathProcessor
+from streams.state_store import StateStore
+
+log = logging.getLogger("journey.path")
+
+PATH_BATCH = 5_000  # records per poll; one state write per customer per batch
+POLL_MS = 50
+END_OFFSETS_EVERY_S = 0.01  # at most this often, a fresh end-offset request for idle-looking inputs
+
+
+def changelog_topic(settings: Settings) -> str:
+    return f"{settings.group_id}-customer-state-changelog"
+
+
+class PathService(Service):
+    def __init__(self, settings: Settings, metrics: JourneyMetrics, rules: Rules, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.metrics = metrics
+        self.inputs = (*settings.input_topics.values(), settings.topic_rekeyed)
+        self.aligner = EventTimeAligner(self.inputs, settings.align_max_idle_ms / 1000)
+        self.processor = PathProcessor(rules)
+        self.store = StateStore(changelog_topic(settings))
+        self._lock = asyncio.Lock()
+        self._generation = 0  # bumped on revocation: records fetched before it are fetched again
+        self._assigned: set[int] = set()
+        self._to_recover: set[int] = set()
+        self._last_commit = 0.0
+        self._ends: dict[TopicPartition, int] = {}
+        self._ends_at = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._assigned) and not self._to_recover
+
+    async def on_start(self) -> None:
+        self.producer = new_producer(self.settings)
+        self.reader = new_reader(self.settings)
+        self.consumer = new_group_consumer(self.settings, self.settings.group_id, max_poll_records=PATH_BATCH)
+        await self.producer.start()
+        await self.reader.start()
+        self.consumer.subscribe(list(self.inputs), listener=_Rebalance(self))
+        await self.consumer.start()
+
+    async def on_stop(self) -> None:
+        if not hasattr(self, "consumer"):
+            return  # failed before starting its clients
+        async with self._lock:
+            try:
+                await self._commit(force=True)
+            except KafkaError as exc:
+                log.warning("final commit failed (%s): the next owner replays a few events", exc)
+            await self.consumer.stop()
+        await self.reader.stop()
+        await self.producer.stop()
+
+    @Service.task
+    async def _consume(self) -> None:
+        while not self.should_stop:
+            try:
+                fetched = await self.consumer.getmany(timeout_ms=POLL_MS, max_records=PATH_BATCH)
+            except ConsumerStoppedError:
+                return
+            generation = self._generation
+            async with self._lock:
+                if self.should_stop:
+                    return
+                if generation != self._generation:
+                    continue  # revoked in between: the new assignment fetches these again
+                await self._recover()
+                await self._process(fetched)
+                await self._commit(force=False)
+
+    # -- one batch -------------------------------------------------------------------------
+    async def _process(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+        out = Outbox(self.producer)
+        counts: Counter[tuple[str, str]] = Counter()
+        for tp, records in fetched.items():
+            if tp.partition not in self._assigned:
+                continue
+            for record in records:
+                result = decode(record.value, self.settings.max_event_bytes)
+                if isinstance(result, Rejection):
+                    self._dead_letter(out, record, result)
+                    self.aligner.note_received(tp.topic, tp.partition, record.offset)
+                    counts[(tp.topic, "deadlettered")] += 1
+                else:
+                    order = (event_time_us(result.occurred_at), result.event_id)
+                    self.aligner.add(tp.topic, tp.partition, record.offset, order, (record, result))
+        caught_up = await self._input_progress()
+        released = self.aligner.release(time.monotonic(), lambda topic, p: caught_up.get((topic, p)))
+        self.metrics.aligner_buffered.set(len(self.aligner))
+
+        local: dict[int, list[tuple[Any, Any]]] = defaultdict(list)
+        for record, event in released:
+            home = partition_for(event.customer_id, self.settings.partitions)
+            if record.partition != home and record.topic != self.settings.topic_rekeyed:
+                out.add(self.settings.topic_rekeyed, home, event.customer_id.encode(), record.value,
+                        headers=[("journey.source.topic", record.topic.encode())], timestamp_ms=record.timestamp)
+                counts[(record.topic, "rekeyed")] += 1
+            else:
+                local[record.partition].append((record, event))
+                counts[(record.topic, "accepted")] += 1
+
+        states: list[tuple[int, bytes, bytes]] = []
+        transitions = duplicates = late = 0
+        by_stage: Counter[tuple[str, str]] = Counter()
+        for partition, items in local.items():
+            produced_ms = {event.event_id: record.timestamp for record, event in items}
+            table = self.store.table(partition)
+            outcome = self.processor.apply([event for _, event in items], table)
+            for transition in outcome.transitions:
+                out.add(self.settings.topic_transitions, partition, transition.customer_id.encode(),
+                        transition.model_dump_json().encode(), timestamp_ms=produced_ms.get(transition.trigger_event_id))
+                by_stage[(transition.from_stage, transition.to_stage)] += 1
+            for key, value in outcome.changed.items():
+                table[key] = value
+                states.append((partition, key, value))
+            transitions += len(outcome.transitions)
+            duplicates += outcome.duplicates
+            late += outcome.late
+
+        # Transitions (and dead letters, rekeyed events) durable first, then the states that
+        # say they happened: a crash in between re-emits the same (brand, customer_id, seq)
+        # rows, which the table absorbs. The other order would lose them.
+        if out.records:
+            await out.send()
+        if states:
+            changelog = Outbox(self.producer)
+            for partition, key, value in states:
+                changelog.add(self.store.topic, partition, key, value)
+            self.store.written(await changelog.send())
+
+        for (topic, outcome_name), n in counts.items():
+            self.metrics.events.labels(topic, outcome_name).inc(n)
+        for (from_stage, to_stage), n in by_stage.items():
+            self.metrics.transitions.labels(from_stage, to_stage).inc(n)
+        if duplicates:
+            self.metrics.duplicates.inc(duplicates)
+        if late:
+            self.metrics.late.inc(late)
+
+    def _dead_letter(self, out: Outbox, record: Any, rejection: Rejection) -> None:
+        letter = dead_letter(
+            key=record.key, value=record.value, topic=record.topic, partition=record.partition,
+            offset=record.offset, code=rejection.code, reason=rejection.reason,
+        )
+        out.add(self.settings.topic_deadletter, record.partition, letter.key, letter.value, headers=letter.headers)
+        self.metrics.deadletters.labels(rejection.code).inc()
+        log.warning("dead letter %s[%d]@%d: %s (%s)", record.topic, record.partition, record.offset,
+                    rejection.reason, rejection.code)
+
+    async def _input_progress(self) -> dict[tuple[str, int], bool | None]:
+        """For each empty input the aligner waits on: True caught up, False more on the broker, None unknown.
+
+        The high-water mark of a partition's last fetch can be older than records already on
+        the broker (a partition is fetched again only once its buffer is drained), so an input
+        that looks caught up is confirmed with a fresh end-offset request before another
+        input's later event is let through.
+        """
+        progress: dict[tuple[str, int], bool | None] = {}
+        confirm: dict[TopicPartition, int] = {}
+        for topic, partition in self.aligner.waiting_inputs():
+            tp = TopicPartition(topic, partition)
+            highwater = self.consumer.highwater(tp)
+            if highwater is None or partition not in self._assigned:
+                progress[(topic, partition)] = None
+                continue
+            position = await self.consumer.position(tp)
+            if position < highwater:
+                progress[(topic, partition)] = False
+            else:
+                confirm[tp] = position
+        if confirm:
+            now = time.monotonic()
+            if now - self._ends_at >= END_OFFSETS_EVERY_S or not confirm.keys() <= self._ends.keys():
+                self._ends = await self.consumer.end_offsets(list(confirm))
+                self._ends_at = now
+            for tp, position in confirm.items():
+                progress[(tp.topic, tp.partition)] = position >= self._ends[tp]
+        return progress
+
+    # -- offsets, rebalances ---------------------------------------------------------------
+    def _committable(self) -> dict[TopicPartition, int]:
+        offsets = {}
+        for tp in self.consumer.assignment():
+            held = self.aligner.held_from(tp.topic, tp.partition)
+            received = self.aligner.received_offset(tp.topic, tp.partition)
+            if held is not None:
+                offsets[tp] = held
+            elif received is not None:
+                offsets[tp] = received + 1
+        return offsets
+
+    async def _commit(self, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_commit < self.settings.commit_interval_s:
+            return
+        self._last_commit = now
+        offsets = self._committable()
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except CommitFailedError as exc:
+            log.info("commit skipped (%s): the group is rebalancing", exc)
+
+    async def _recover(self) -> None:
+        if not self._to_recover:
+            return
+        partitions, started = sorted(self._to_recover), time.perf_counter()
+        result = await self.store.recover(self.reader, partitions)
+        self._to_recover.clear()
+        log.info(
+            "state of partitions %s recovered: %d changelog records (%d partitions caught up from memory) "
+            "in %.2fs, %d customers held", partitions, result.records, result.incremental,
+            time.perf_counter() - started, len(self.store),
+        )
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self._lock:
+            try:
+                await self._commit(force=True)
+            except KafkaError as exc:
+                log.warning("commit on revocation failed (%s): the next owner replays a few events", exc)
+            self._generation += 1
+            partitions = {tp.partition for tp in revoked}
+            dropped = self.aligner.drop_partitions(partitions)
+            self._assigned -= partitions
+            if dropped:
+                log.info("rebalance: %d held events go back to their next owner", len(dropped))
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._assigned = {tp.partition for tp in assigned}
+        self._to_recover = set(self._assigned)
+        self.store.keep_only(self._assigned)
+        self.metrics.assigned_partitions.set(len(self._assigned))
+        log.info("assigned partitions %s", sorted(self._assigned))
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, service: PathService) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.service.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.service.on_assigned(set(assigned))

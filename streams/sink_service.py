@@ -1,0 +1,164 @@
+"""Transitions topic -> ClickHouse in batches, offsets committed only after an insert succeeded.
+
+While ClickHouse is down the batch in hand is retried with backoff and nothing more is
+fetched, so memory stays bounded and the topic itself is the buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiokafka import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, ConsumerStoppedError
+from aiokafka.structs import TopicPartition
+from mode import Service
+from pydantic import ValidationError
+
+from journey.metrics import JourneyMetrics
+from journey.settings import Settings
+from schemas import Transition
+from sinks.contract import Sink, SinkUnavailable
+from streams.deadletter import dead_letter
+from streams.kafka_io import Outbox, new_group_consumer, new_producer
+
+log = logging.getLogger("journey.sink")
+
+MAX_BACKOFF_S = 30.0
+
+
+def sink_group(settings: Settings) -> str:
+    return f"{settings.group_id}-sink"
+
+
+class SinkService(Service):
+    def __init__(self, settings: Settings, metrics: JourneyMetrics, sink: Sink, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.metrics = metrics
+        self.sink = sink
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journey-sink")
+        self._lock = asyncio.Lock()
+        self._generation = 0
+        self._buffer: list[Any] = []
+        self._first_at = 0.0
+
+    async def on_start(self) -> None:
+        self.producer = new_producer(self.settings)  # dead letters: records that are no transition
+        self.consumer = new_group_consumer(self.settings, sink_group(self.settings),
+                                           max_poll_records=self.settings.sink_batch_rows)
+        await self.producer.start()
+        self.consumer.subscribe([self.settings.topic_transitions], listener=_Rebalance(self))
+        await self.consumer.start()
+
+    async def on_stop(self) -> None:
+        if not hasattr(self, "consumer"):
+            return  # failed before starting its clients
+        async with self._lock:
+            await self.consumer.stop()
+        await self.producer.stop()
+        self.executor.shutdown(wait=True)
+        self.sink.close()
+
+    @Service.task
+    async def _consume(self) -> None:
+        rows, seconds = self.settings.sink_batch_rows, self.settings.sink_batch_seconds
+        while not self.should_stop:
+            room = rows - len(self._buffer)
+            try:
+                fetched = await self.consumer.getmany(timeout_ms=min(100, int(seconds * 1000)), max_records=room)
+            except ConsumerStoppedError:
+                return
+            generation = self._generation
+            async with self._lock:
+                if self.should_stop:
+                    return
+                if generation != self._generation:
+                    continue
+                for records in fetched.values():
+                    if records and not self._buffer:
+                        self._first_at = time.monotonic()
+                    self._buffer.extend(records)
+                if self._buffer and (len(self._buffer) >= rows or time.monotonic() - self._first_at >= seconds):
+                    await self._flush()
+
+    async def _flush(self) -> None:
+        records, self._buffer = self._buffer, []
+        batch = await self._decode(records)
+        if batch and not await self._write(batch):
+            return  # stopping during an outage: uncommitted, so read again after a restart
+        offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        try:
+            await self.consumer.commit(offsets)
+        except CommitFailedError as exc:
+            log.info("commit skipped (%s): the next owner re-inserts these rows, which replace themselves", exc)
+        now_ms = time.time() * 1000
+        for record in records:
+            self.metrics.pipeline_latency.observe(max(0.0, (now_ms - record.timestamp) / 1000))
+
+    async def _decode(self, records: list[Any]) -> list[Transition]:
+        batch: list[Transition] = []
+        letters = Outbox(self.producer)
+        for record in records:
+            try:
+                batch.append(Transition.model_validate_json(record.value))
+            except ValidationError as exc:
+                reason = f"not a transition record: {exc.errors()[0]['msg']}"
+                letter = dead_letter(key=record.key, value=record.value, topic=record.topic,
+                                     partition=record.partition, offset=record.offset,
+                                     code="invalid_fields", reason=reason)
+                letters.add(self.settings.topic_deadletter, record.partition, letter.key, letter.value,
+                            headers=letter.headers)
+                self.metrics.deadletters.labels("invalid_fields").inc()
+                log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+        if letters.records:
+            await letters.send()
+        return batch
+
+    async def _write(self, batch: list[Transition]) -> bool:
+        loop = asyncio.get_running_loop()
+        delay = 0.5
+        while True:
+            if self.should_stop:
+                return False
+            started = time.perf_counter()
+            try:
+                await loop.run_in_executor(self.executor, self.sink.write, batch)
+                break
+            except SinkUnavailable as exc:
+                self.metrics.sink_failures.inc()
+                self.metrics.sink_up.set(0)
+                log.warning("sink: %s — retrying %d rows in %.1fs", exc, len(batch), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+        self.metrics.sink_insert_seconds.observe(time.perf_counter() - started)
+        self.metrics.sink_up.set(1)
+        self.metrics.sink_batch_rows.observe(len(batch))
+        self.metrics.sink_rows.inc(len(batch))
+        now = time.time()
+        for transition in batch:
+            self.metrics.event_lag.observe(max(0.0, now - transition.occurred_at.timestamp()))
+        return True
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self._lock:  # an insert in progress finishes and commits first
+            self._generation += 1
+            self._buffer = []  # uncommitted: the next owner reads them again
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, service: SinkService) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.service.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        pass
+
