@@ -36,6 +36,7 @@ from typing import Any
 
 import orjson
 
+from bench.profile import Sampler, summarise
 from journey.generate import generate, to_jsonl
 from journey.local import LocalService, start_broker, start_clickhouse
 from tests.support.pipeline import JOURNEY, Pipeline, normalise, scrape
@@ -128,6 +129,9 @@ class Figures:
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     versions: dict[str, str] = field(default_factory=dict)
     machine: dict[str, str] = field(default_factory=dict)
+    profile_samples: int = 0
+    profile_own: list[tuple[float, str]] = field(default_factory=list)
+    profile_inclusive: list[tuple[float, str]] = field(default_factory=list)
 
     # derived rates
     @property
@@ -254,13 +258,14 @@ async def _raw_consume(bootstrap: str, topics: list[str], expected: int, timeout
 
 
 def measure_worker(pipeline: Pipeline, fig: Figures, broker: LocalService, clickhouse: LocalService,
-                   timeout: float, settle: float) -> None:
+                   timeout: float, settle: float, profile: Path | None = None) -> None:
     """One worker from cold start until ClickHouse holds `fig.transitions` rows (FINAL)."""
     tansu_cpu0 = cpu_seconds(broker.process.pid)
     ch_cpu0 = cpu_seconds(clickhouse.process.pid)
     started = time.monotonic()
     proc, port = pipeline.start_worker()
     pid = proc.pid
+    sampler = Sampler(pid, profile) if profile else None
     deadline = started + timeout
     stored = last_stored = 0
     next_report = started + 3.0
@@ -320,6 +325,8 @@ def measure_worker(pipeline: Pipeline, fig: Figures, broker: LocalService, click
             say(f"  worker: {applied:>9,.0f} events applied, {stored:>9,} / {fig.transitions:,} rows stored, "
                 f"{cpu_seconds(pid):6.1f} CPU-s", end="\r")
         time.sleep(0.25)
+    if sampler is not None:
+        sampler.stop()
     # Read before stopping: /proc/PID is gone (or reset) afterwards.
     fig.worker_cpu_s = worker_cpu
     fig.worker_peak_rss_mib = peak_rss_mib(pid)
@@ -584,6 +591,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "nothing changed for this many seconds, even if replay predicts more [%(default)s]")
     parser.add_argument("--raw-timeout", type=float, default=600, help="max seconds for the raw read [%(default)s]")
     parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file to write [bench/results/...]")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the one-worker run with py-spy and record its hottest functions")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
     return parser.parse_args(argv)
 
@@ -660,7 +669,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{fig.raw_cpu_s:.1f} CPU-s)")
 
         say("pipeline: one journey worker until ClickHouse holds every transition")
-        measure_worker(pipeline, fig, broker, clickhouse, args.timeout, args.settle)
+        profile = workdir / "worker-profile.txt" if args.profile else None
+        measure_worker(pipeline, fig, broker, clickhouse, args.timeout, args.settle, profile)
+        if profile is not None:
+            fig.profile_samples, fig.profile_own, fig.profile_inclusive = summarise(profile)
+            for share, name in fig.profile_own:
+                say(f"  own {share:6.1%}  {name}")
         say(f"  done in {fig.worker_wall_s:.1f} s ({fig.pipeline_rate:,.0f} events/s, {fig.worker_cpu_s:.1f} CPU-s, "
             f"peak RSS {fig.worker_peak_rss_mib:,.0f} MiB)")
         pipeline.stop_workers()

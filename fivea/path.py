@@ -12,7 +12,7 @@ id check exists for the contract "same id, different payload: the first one wins
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from hashlib import blake2b
 from typing import NamedTuple
@@ -99,17 +99,5 @@ def advance(state: CustomerState | None, event: AnyEvent, rules: Rules) -> Step:
     if signal > stage:
         move(signal)
 
-    newest = max((state.last_us, state.last_id), (at_us, event.event_id))
-    return Step(
-        replace(
-            state,
-            stage=stage,
-            entered_us=entered_us,
-            seq=seq,
-            last_us=newest[0],
-            last_id=newest[1],
-            seen=state.seen | {digest},
-        ),
-        transitions,
-        late=late,
-    )
+    newest_us, newest_id = max((state.last_us, state.last_id), (at_us, event.event_id))
+    return Step(CustomerState(stage, entered_us, seq, newest_us, newest_id, state.seen | {digest}), transitions, late=late)

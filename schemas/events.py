@@ -11,6 +11,7 @@ producer's clock settings) and are normalised to UTC.
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timezone
 from typing import Annotated, Literal, Union
 
@@ -27,8 +28,11 @@ from pydantic import (
 SCHEMA_VERSION = 1
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _no_control_chars(value: str) -> str:
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if _CONTROL.search(value):
         raise ValueError("must not contain control characters")
     return value
 
@@ -42,10 +46,10 @@ def _to_utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-def _plausible(value: datetime) -> datetime:
+def _plausible_utc(value: datetime) -> datetime:
     if not EARLIEST <= value < LATEST:
         raise ValueError("must be between 1970-01-01 and 2100-01-01 (UTC)")
-    return value
+    return value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
 
 
 def _finite(value: float) -> float:
@@ -62,7 +66,7 @@ Identifier = Annotated[
 Label = Annotated[
     str, StringConstraints(min_length=1, max_length=100), AfterValidator(_no_control_chars)
 ]
-UtcTimestamp = Annotated[AwareDatetime, AfterValidator(_to_utc), AfterValidator(_plausible)]
+UtcTimestamp = Annotated[AwareDatetime, AfterValidator(_plausible_utc)]
 
 
 class _Event(BaseModel):

@@ -40,6 +40,7 @@ log = logging.getLogger("journey.path")
 
 PATH_BATCH = 5_000  # records per poll; one state write per customer per batch
 POLL_MS = 50
+HOMES_REMEMBERED = 200_000
 END_OFFSETS_EVERY_S = 0.01  # at most this often, a fresh end-offset request for idle-looking inputs
 
 
@@ -63,6 +64,7 @@ class PathService(Service):
         self._last_commit = 0.0
         self._ends: dict[TopicPartition, int] = {}
         self._ends_at = 0.0
+        self._homes: dict[str, int] = {}
 
     @property
     def ready(self) -> bool:
@@ -128,7 +130,7 @@ class PathService(Service):
 
         local: dict[int, list[tuple[Any, Any]]] = defaultdict(list)
         for record, event in released:
-            home = partition_for(event.customer_id, self.settings.partitions)
+            home = self._home(event.customer_id)
             if record.partition != home and record.topic != self.settings.topic_rekeyed:
                 out.add(self.settings.topic_rekeyed, home, event.customer_id.encode(), record.value,
                         headers=[("journey.source.topic", record.topic.encode())], timestamp_ms=record.timestamp)
@@ -174,6 +176,15 @@ class PathService(Service):
             self.metrics.duplicates.inc(duplicates)
         if late:
             self.metrics.late.inc(late)
+
+    def _home(self, customer_id: str) -> int:
+        """The customer's partition (murmur2 is pure Python: remembered for recent customers)."""
+        home = self._homes.get(customer_id)
+        if home is None:
+            if len(self._homes) >= HOMES_REMEMBERED:
+                self._homes.clear()
+            home = self._homes[customer_id] = partition_for(customer_id, self.settings.partitions)
+        return home
 
     def _dead_letter(self, out: Outbox, record: Any, rejection: Rejection) -> None:
         letter = dead_letter(
