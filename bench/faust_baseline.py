@@ -20,9 +20,11 @@ from pathlib import Path
 
 import faust
 
-from fivea import DEFAULT_RULES, advance
+from fivea import Rules, advance
 from schemas.rejections import Rejection, decode
 from streams.state_codec import decode_state, encode_state, state_key
+
+RULES = Rules.default()
 
 
 def build(brokers: str, group: str, status: Path, topics: list[str], partitions: int) -> faust.App:
@@ -44,7 +46,7 @@ def build(brokers: str, group: str, status: Path, topics: list[str], partitions:
             event = decode(value, 65_536)
             if not isinstance(event, Rejection):
                 key = state_key(event.brand, event.customer_id)
-                step = advance(decode_state(table.get(key)), event, DEFAULT_RULES)
+                step = advance(decode_state(table.get(key)), event, RULES)
                 table[key] = encode_state(step.state)
                 for transition in step.transitions:
                     await transitions.send(key=transition.customer_id.encode(),

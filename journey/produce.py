@@ -7,9 +7,12 @@ a second, so load generation is never what a benchmark measures.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
+import threading
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import IO, Any
 
@@ -49,20 +52,30 @@ class EventSender:
     """One producer for a run of events: routes each, batches it per partition, and turns
     failures into one clear error when the run ends (`with EventSender(settings) as sender: ...`).
 
-    Synchronous for its callers: it drives a private event loop at batch boundaries.
-    Partitions follow the Java client's default (murmur2 of the key), like every Kafka producer.
+    Synchronous for its callers; the producer's event loop runs in a background thread, so
+    batches go out while the caller is busy or sleeping. Partitions follow the Java client's
+    default (murmur2 of the key), like every Kafka producer.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.loop = asyncio.new_event_loop()
-        self.producer: AIOKafkaProducer = self.loop.run_until_complete(self._start())
+        self._thread = threading.Thread(target=self.loop.run_forever, name="journey-produce", daemon=True)
+        self._thread.start()
+        try:
+            self.producer: AIOKafkaProducer = self._call(self._start())
+        except BaseException:
+            self._close_loop()
+            raise
         self._open: dict[tuple[str, int], Any] = {}
-        self._in_flight: list[asyncio.Future] = []
+        self._in_flight: deque[concurrent.futures.Future] = deque()
         self._partitions: dict[str, int] = {}
         self._round_robin = itertools.count()
         self._last_flush = time.monotonic()
         self.failures: list[BaseException] = []
+
+    def _call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     async def _start(self) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
@@ -85,7 +98,7 @@ class EventSender:
     def _partition(self, topic: str, key: bytes | None) -> int:
         count = self._partitions.get(topic)
         if count is None:
-            count = self._partitions[topic] = len(self.loop.run_until_complete(self.producer.partitions_for(topic)))
+            count = self._partitions[topic] = len(self._call(self.producer.partitions_for(topic)))
         if key is None:
             return next(self._round_robin) % count
         return partition_of_key(key, count)
@@ -115,24 +128,28 @@ class EventSender:
         for tp, batch in open_batches.items():
             self._submit(tp, batch)
         self._last_flush = time.monotonic()
-        self.loop.run_until_complete(asyncio.sleep(0))  # let the sender task go
+
+    async def _send_batch(self, batch: Any, topic: str, partition: int) -> None:
+        await (await self.producer.send_batch(batch, topic, partition=partition))
 
     def _submit(self, tp: tuple[str, int], batch: Any) -> None:
         batch.close()
-        future = self.loop.run_until_complete(self.producer.send_batch(batch, tp[0], partition=tp[1]))
+        future = asyncio.run_coroutine_threadsafe(self._send_batch(batch, *tp), self.loop)
         future.add_done_callback(self._note_failure)
         self._in_flight.append(future)
-        if len(self._in_flight) >= MAX_IN_FLIGHT:
-            self._wait(self._in_flight[: MAX_IN_FLIGHT // 2])
+        while len(self._in_flight) > MAX_IN_FLIGHT:
+            concurrent.futures.wait([self._in_flight.popleft()])
+        while self._in_flight and self._in_flight[0].done():
+            self._in_flight.popleft()
 
-    def _note_failure(self, future: asyncio.Future) -> None:
+    def _note_failure(self, future: concurrent.futures.Future) -> None:
         if not future.cancelled() and future.exception() is not None:
             self.failures.append(future.exception())
 
-    def _wait(self, futures: list[asyncio.Future]) -> None:
-        if futures:
-            self.loop.run_until_complete(asyncio.wait(futures))
-        self._in_flight = [f for f in self._in_flight if not f.done()]
+    def _close_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
 
     def __enter__(self) -> "EventSender":
         return self
@@ -141,10 +158,10 @@ class EventSender:
         try:
             if exc_type is None:
                 self.flush_open()
-                self._wait(self._in_flight)
+                concurrent.futures.wait(list(self._in_flight))
         finally:
-            self.loop.run_until_complete(self.producer.stop())
-            self.loop.close()
+            self._call(self.producer.stop())
+            self._close_loop()
         if exc_type is None and self.failures:
             raise JourneyError(f"{len(self.failures)} batches of events were not accepted by Kafka: {self.failures[0]}")
 

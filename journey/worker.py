@@ -76,5 +76,5 @@ def run_worker(settings: Settings) -> None:
 
 
 def _ready(services: list) -> bool:
-    """Ready once the path owns partitions with their state recovered (a sink-only worker: started)."""
-    return all(getattr(service, "ready", True) and service.started for service in services)
+    """Ready once the path owns partitions with their state recovered and the sink has joined its group."""
+    return all(service.started and service.ready for service in services)

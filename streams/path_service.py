@@ -65,10 +65,12 @@ class PathService(Service):
         self._ends: dict[TopicPartition, int] = {}
         self._ends_at = 0.0
         self._homes: dict[str, int] = {}
+        self._joined = False
 
     @property
     def ready(self) -> bool:
-        return bool(self._assigned) and not self._to_recover
+        """Joined its group, with the state of every partition it owns recovered."""
+        return self._joined and not self._to_recover
 
     async def on_start(self) -> None:
         self.producer = new_producer(self.settings)
@@ -277,6 +279,7 @@ class PathService(Service):
                 log.info("rebalance: %d held events go back to their next owner", len(dropped))
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._joined = True
         self._assigned = {tp.partition for tp in assigned}
         self._to_recover = set(self._assigned)
         self.store.keep_only(self._assigned)

@@ -45,6 +45,12 @@ class SinkService(Service):
         self._generation = 0
         self._buffer: list[Any] = []
         self._first_at = 0.0
+        self._joined = False
+
+    @property
+    def ready(self) -> bool:
+        """Joined its group (until then nothing reaches ClickHouse)."""
+        return self._joined
 
     async def on_start(self) -> None:
         self.producer = new_producer(self.settings)  # dead letters: records that are no transition
@@ -160,5 +166,5 @@ class _Rebalance(ConsumerRebalanceListener):
         await self.service.on_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        pass
+        self.service._joined = True
 
