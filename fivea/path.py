@@ -74,7 +74,7 @@ def advance(state: CustomerState | None, event: AnyEvent, rules: Rules) -> Step:
         nonlocal stage, entered_us, seq
         seq += 1
         transitions.append(
-            Transition.model_construct(
+            Transition.trusted(
                 brand=event.brand,
                 customer_id=event.customer_id,
                 seq=seq,

@@ -75,9 +75,17 @@ class EventTimeAligner:
         more), None (unknown).
         """
         released: list[Any] = []
+        answers: dict[tuple[str, int], bool | None] = {}
+
+        def progress(topic: str, partition: int) -> bool | None:  # asked once per input per call
+            key = (topic, partition)
+            if key not in answers:
+                answers[key] = caught_up(topic, partition)
+            return answers[key]
+
         partitions = {p for (_, p), q in self._queues.items() if q}
         for partition in sorted(partitions):
-            self._release_partition(partition, now, caught_up, released)
+            self._release_partition(partition, now, progress, released)
         return released
 
     def _release_partition(
