@@ -5,7 +5,7 @@
 Not a timed test: a script that measures and writes bench/results/load.md. For each worker
 count in `--workers` (1 then 2) it starts a fresh Tansu broker and clickhouse-server on free
 ports, creates the topics (8 partitions) and a fresh database, starts that many `journey worker`
-processes (one consumer group, each its own JOURNEY_DATA_DIR and metrics port) and waits until
+processes (one consumer group, each its own metrics port) and waits until
 they own all partitions. Then a producer process publishes the events at `--rate` per second,
 each stamped with its send time, and the script polls until every event is applied and every
 transition the workers emitted is in ClickHouse. It records:
@@ -402,7 +402,7 @@ def run_config(n_workers: int, args: argparse.Namespace, source: Path, workdir: 
         started = time.monotonic()
         for i in range(n_workers):
             port = free_port()
-            proc = pipeline.spawn_worker(port, JOURNEY_DATA_DIR=str(cfgdir / f"state-{i}"))
+            proc = pipeline.spawn_worker(port)
             pipeline.workers.append(proc)
             ports.append(port)
             procs.append(proc)
@@ -701,7 +701,7 @@ def render(runs: list[Run], args: argparse.Namespace) -> str:
         "## Worker settings",
         "",
         "Settings that differ from the defaults (the integration-test profile, `tests/support/pipeline.py`); "
-        "each worker also gets its own `JOURNEY_DATA_DIR` and `JOURNEY_METRICS_PORT`, and all share one "
+        "each worker also gets its own `JOURNEY_METRICS_PORT`, and all share one "
         "`JOURNEY_GROUP_ID`:",
         "",
         *(f"- `{k}={v}`" for k, v in sorted(getattr(args, "worker_env", {}).items())),

@@ -82,7 +82,6 @@ def run_demo(workdir: Path, *, customers: int, seed: int, keep: bool, rate: floa
             JOURNEY_CLICKHOUSE_URL=clickhouse_url,
             JOURNEY_PRODUCER_IDEMPOTENCE="false",  # Tansu has no idempotent producer
             JOURNEY_SESSION_TIMEOUT_S="8",
-            JOURNEY_DATA_DIR=str(workdir / "worker"),
             JOURNEY_METRICS_HOST="127.0.0.1",
             JOURNEY_METRICS_PORT=str(metrics_port),
         )

@@ -59,7 +59,6 @@ class Settings(BaseSettings):
     rules_file: Path | None = Field(None, description="TOML rule table; defaults per DESIGN.md §1")
     align_max_idle_ms: int = Field(500, ge=0, description="max wait for a lagging input partition")
     max_event_bytes: int = Field(65_536, ge=256, description="larger payloads are dead-lettered")
-    data_dir: Path = Field(Path(".journey/worker"), description="worker state (table stores)")
 
     # ClickHouse
     clickhouse_url: str = Field(

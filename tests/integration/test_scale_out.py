@@ -32,7 +32,7 @@ def test_two_supervised_workers_fail_over_and_back(broker, clickhouse, tmp_path:
 
     def worker(name: str) -> Supervisor:
         return Supervisor(lambda: pipeline.spawn_worker(
-            ports[name], JOURNEY_DATA_DIR=str(tmp_path / f"state-{name}"), **TANSU_EXACT_OFFSETS
+            ports[name], **TANSU_EXACT_OFFSETS
         )).start()
 
     a, b = worker("a"), worker("b")

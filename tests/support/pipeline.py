@@ -93,7 +93,6 @@ class Pipeline:
             JOURNEY_PRODUCER_IDEMPOTENCE="false",  # Tansu lacks InitProducerId (DESIGN.md §5)
             JOURNEY_SESSION_TIMEOUT_S="8",  # group joins take half of it on Tansu
             JOURNEY_SINK_BATCH_SECONDS="0.5",
-            JOURNEY_DATA_DIR=str(self.workdir / "worker"),
             JOURNEY_METRICS_HOST="127.0.0.1",
         )
         env.update(extra)

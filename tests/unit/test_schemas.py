@@ -172,3 +172,17 @@ def test_committed_json_schemas_match_the_models():
         "schemas/jsonschema/ is out of date with the pydantic models: "
         "run `python -m schemas.jsonschema_export` and commit the result"
     )
+
+
+def test_a_trusted_transition_is_the_validated_one() -> None:
+    from datetime import datetime, timezone
+
+    from schemas import Transition
+
+    values = dict(brand="b", customer_id="c", seq=2, from_stage="aware", to_stage="act", kind="skip",
+                  occurred_at=datetime(2026, 1, 1, tzinfo=timezone.utc), trigger_event_id="e",
+                  trigger_event_type="purchase", channel=None, influence="own", referrer_id=None, dwell_ms=5)
+    trusted, validated = Transition.trusted(**values), Transition(**values)
+    assert trusted == validated and hash(trusted) == hash(validated)
+    assert trusted.model_dump_json() == validated.model_dump_json()
+    assert trusted.model_fields_set == validated.model_fields_set

@@ -51,6 +51,17 @@ def test_no_bytes_means_no_state():
     assert decode_state(None) is None
 
 
+def test_a_one_event_customer_is_small():
+    state = state_after(click("c0001234", "page_view", at=minute(1), id="e000009284-0e6bafb8"))
+    assert len(encode_state(state)) == 24 + len("e000009284-0e6bafb8") + 8
+
+
+def test_an_unknown_format_is_refused_by_name():
+    raw = b"\x02" + encode_state(state_after(click("c", "page_view", at=minute(1))))[1:]
+    with pytest.raises(ValueError, match="unknown customer-state format"):
+        decode_state(raw)
+
+
 def test_state_keys_do_not_collide():
     assert state_key("ab", "c") != state_key("a", "bc")
     assert state_key("default", "c1") == state_key("default", "c1")
