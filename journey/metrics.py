@@ -57,6 +57,13 @@ class JourneyMetrics:
             "Valid events held back to be applied in event-time order.",
             registry=r,
         )
+        self.aligner_forced = Counter(
+            "journey_aligner_forced_releases",
+            "Events applied before every other input of their partition was known to be past them, "
+            "by reason (idle_timeout, lag_wait_cap, buffer_full): each may be applied out of event-time order.",
+            ["reason"],
+            registry=r,
+        )
         self.sink_batch_rows = Histogram(
             "journey_sink_batch_rows",
             "Rows per ClickHouse insert.",

@@ -14,7 +14,7 @@ A full buffer forces release, so memory stays bounded.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,6 +37,8 @@ class EventTimeAligner:
         self._empty_since: dict[tuple[str, int], float] = {}
         self._received: dict[tuple[str, int], int] = {}
         self._size = 0
+        #: events let through before every input was known to be past them, by reason
+        self.forced: Counter[str] = Counter()
 
     def __len__(self) -> int:
         return self._size
@@ -95,6 +97,7 @@ class EventTimeAligner:
         while True:
             best: deque | None = None
             waiting = False
+            expired: str | None = None
             for topic, queue in zip(self.topics, queues):
                 if queue:
                     if best is None or queue[0][0] < best[0][0]:
@@ -105,11 +108,18 @@ class EventTimeAligner:
                         # Every empty input's clock starts at once, so waits do not add up.
                         since = self._empty_since.setdefault((topic, partition), now)
                         limit = self.max_idle_s if state is None else self.max_lag_wait_s
-                        waiting = waiting or now - since < limit
+                        if now - since < limit:
+                            waiting = True
+                        else:
+                            expired = "idle_timeout" if state is None else "lag_wait_cap"
             if best is None:
                 return
-            if waiting and self._size < self.max_buffered:
-                return
+            if waiting:
+                if self._size < self.max_buffered:
+                    return
+                expired = "buffer_full"
+            if expired is not None:
+                self.forced[expired] += 1
             out.append(best.popleft()[2])
             self._size -= 1
 

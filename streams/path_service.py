@@ -129,6 +129,9 @@ class PathService(Service):
         caught_up = await self._input_progress()
         released = self.aligner.release(time.monotonic(), lambda topic, p: caught_up.get((topic, p)))
         self.metrics.aligner_buffered.set(len(self.aligner))
+        for reason, count in self.aligner.forced.items():
+            self.metrics.aligner_forced.labels(reason).inc(count)
+        self.aligner.forced.clear()
 
         local: dict[int, list[tuple[Any, Any]]] = defaultdict(list)
         for record, event in released:
@@ -210,12 +213,12 @@ class PathService(Service):
         confirm: dict[TopicPartition, int] = {}
         for topic, partition in self.aligner.waiting_inputs():
             tp = TopicPartition(topic, partition)
-            highwater = self.consumer.highwater(tp)
-            if highwater is None or partition not in self._assigned:
+            if partition not in self._assigned:
                 progress[(topic, partition)] = None
                 continue
+            highwater = self.consumer.highwater(tp)  # None before this partition's first fetch
             position = await self.consumer.position(tp)
-            if position < highwater:
+            if highwater is not None and position < highwater:
                 progress[(topic, partition)] = False
             else:
                 confirm[tp] = position
