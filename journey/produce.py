@@ -69,6 +69,7 @@ class EventSender:
             raise
         self._open: dict[tuple[str, int], Any] = {}
         self._in_flight: deque[concurrent.futures.Future] = deque()
+        self._ordered: dict[tuple[str, int], asyncio.Lock] = {}  # used on the loop thread only
         self._partitions: dict[str, int] = {}
         self._round_robin = itertools.count()
         self._last_flush = time.monotonic()
@@ -130,7 +131,13 @@ class EventSender:
         self._last_flush = time.monotonic()
 
     async def _send_batch(self, batch: Any, topic: str, partition: int) -> None:
-        await (await self.producer.send_batch(batch, topic, partition=partition))
+        # aiokafka queues one batch per partition; batches racing for the slot could enter out of
+        # order. A fair lock per partition hands them over in the order they were submitted, so a
+        # customer's events keep their file order.
+        lock = self._ordered.setdefault((topic, partition), asyncio.Lock())
+        async with lock:
+            delivered = await self.producer.send_batch(batch, topic, partition=partition)
+        await delivered
 
     def _submit(self, tp: tuple[str, int], batch: Any) -> None:
         batch.close()

@@ -52,3 +52,25 @@ def test_generate_publishes_each_event_to_its_topic_keyed_by_customer(broker, mo
         if record.value in bad:
             continue
         assert record.key == orjson.loads(record.value)["customer_id"].encode()
+
+
+@pytest.mark.parametrize("batch_bytes", ["1", "16384"])
+def test_produce_keeps_each_customers_events_in_file_order(broker, monkeypatch, tmp_path, batch_bytes):
+    """Many batches in flight for one partition must still land in the order they were sent."""
+    topic = f"order-{uuid.uuid4().hex[:8]}.clickstream"
+    create_topics([broker.address], {topic: PARTITIONS})
+    monkeypatch.setenv("JOURNEY_PRODUCER_IDEMPOTENCE", "false")
+    monkeypatch.setenv("JOURNEY_PRODUCER_MAX_BATCH_SIZE", batch_bytes)
+    lines = [orjson.dumps({"type": "clickstream", "schema_version": 1, "event_id": f"e{i:05d}",
+                           "customer_id": f"c{i % 3}", "occurred_at": "2026-01-01T00:00:00Z", "action": "page_view"})
+             for i in range(3000)]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    assert main(["produce", str(events), "--topic", topic, "--kafka-brokers", broker.address]) == 0
+
+    records = read_topics(broker.address, [topic], PARTITIONS, len(lines))
+    assert len(records) == len(lines)
+    for customer in ("c0", "c1", "c2"):
+        landed = sorted((r for r in records if r.key == customer.encode()), key=lambda r: (r.partition, r.offset))
+        sent = [line for line in lines if orjson.loads(line)["customer_id"] == customer]
+        assert [r.value for r in landed] == sent
