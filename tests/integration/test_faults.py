@@ -31,12 +31,6 @@ def assert_equals_replay(pipeline: Pipeline, events: Path) -> None:
     assert normalise(pipeline.stored_transitions(), precision) == normalise(expected, precision)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open in issue #5: after a kill -9 the restarted worker can apply a few events out of "
-    "event-time order (alignment judged from stale high-water marks), so some customers' rows differ "
-    "from the replay; no rows are lost. Seen in about 1 run in 3 here.",
-)
 @pytest.mark.parametrize("pipeline", ["server"], indirect=True)
 def test_worker_killed_repeatedly_ends_equal_to_replay(pipeline: Pipeline, tmp_path: Path) -> None:
     events = write_events(tmp_path / "events.jsonl", 800, seed=31)
