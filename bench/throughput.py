@@ -798,7 +798,7 @@ def targets_table(fig: Figures) -> list[tuple[str, str, str, str]]:
 
 def render(fig: Figures) -> str:
     lines = [
-        "# Throughput: one journey worker vs a bare aiokafka consumer",
+        "# Throughput, freshness, memory and scale-out of the journey worker (issue 6)",
         "",
         f"Written by `bench/throughput.py` on {fig.started_utc} (UTC). Re-run to overwrite; see `bench/README.md`.",
         "",
@@ -822,8 +822,8 @@ def render(fig: Figures) -> str:
         "",
         "## How to read",
         "",
-        "*pipeline* is the whole path for one worker process from a cold start: process and Faust "
-        "start-up, group join, decoding, event-time alignment, the 5A core, the state table's changelog, "
+        "*pipeline* is the whole path for one worker process from a cold start: process "
+        "start-up, group join, decoding, event-time alignment, the 5A core, the state changelog, "
         "publishing transitions, reading them back and inserting them into ClickHouse — timed until "
         "`count()` over `transitions FINAL` reaches the number `journey replay` predicts (polled every "
         "0.25 s). *raw* is a bare aiokafka consumer reading the same three input topics once and "

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
         "journey.rekeyed", pattern=TOPIC_NAME, description="events re-published keyed by customer"
     )
     partitions: int = Field(8, ge=1, le=10_000, description="partitions of every journey topic")
-    group_id: str = Field("journey5a", pattern=TOPIC_NAME, description="consumer group / Faust app id")
+    group_id: str = Field("journey5a", pattern=TOPIC_NAME, description="consumer group of the path (the sink uses <id>-sink)")
     session_timeout_s: float = Field(30.0, gt=0, description="consumer session timeout")
     commit_interval_s: float = Field(1.0, gt=0, description="offset commit interval")
     producer_max_batch_size: int = Field(

@@ -1,6 +1,6 @@
 """Applies released events to customer states through the core, one state write per batch.
 
-Framework-free: the Faust agent hands it events in apply order and a mapping holding the
+Framework-free: the path service hands it events in apply order and a mapping holding the
 encoded states; it returns what to publish and which states changed.
 """
 

@@ -21,7 +21,6 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
-from aiokafka import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
 from aiokafka.structs import TopicPartition
 from mode import Service
@@ -32,7 +31,7 @@ from journey.settings import Settings
 from schemas.rejections import Rejection, decode
 from streams.alignment import EventTimeAligner
 from streams.deadletter import dead_letter
-from streams.kafka_io import Outbox, new_group_consumer, new_producer, new_reader, partition_for
+from streams.kafka_io import Outbox, Rebalance, new_group_consumer, new_producer, new_reader, partition_for
 from streams.path_processor import PathProcessor
 from streams.state_store import StateStore
 
@@ -78,7 +77,7 @@ class PathService(Service):
         self.consumer = new_group_consumer(self.settings, self.settings.group_id, max_poll_records=PATH_BATCH)
         await self.producer.start()
         await self.reader.start()
-        self.consumer.subscribe(list(self.inputs), listener=_Rebalance(self))
+        self.consumer.subscribe(list(self.inputs), listener=Rebalance(self))
         await self.consumer.start()
 
     async def on_stop(self) -> None:
@@ -288,14 +287,3 @@ class PathService(Service):
         self.store.keep_only(self._assigned)
         self.metrics.assigned_partitions.set(len(self._assigned))
         log.info("assigned partitions %s", sorted(self._assigned))
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, service: PathService) -> None:
-        self.service = service
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self.service.on_revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        self.service.on_assigned(set(assigned))

@@ -12,7 +12,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aiokafka import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError
 from aiokafka.structs import TopicPartition
 from mode import Service
@@ -23,7 +22,7 @@ from journey.settings import Settings
 from schemas import Transition
 from sinks.contract import Sink, SinkUnavailable
 from streams.deadletter import dead_letter
-from streams.kafka_io import Outbox, new_group_consumer, new_producer
+from streams.kafka_io import Outbox, Rebalance, new_group_consumer, new_producer
 
 log = logging.getLogger("journey.sink")
 
@@ -57,7 +56,7 @@ class SinkService(Service):
         self.consumer = new_group_consumer(self.settings, sink_group(self.settings),
                                            max_poll_records=self.settings.sink_batch_rows)
         await self.producer.start()
-        self.consumer.subscribe([self.settings.topic_transitions], listener=_Rebalance(self))
+        self.consumer.subscribe([self.settings.topic_transitions], listener=Rebalance(self))
         await self.consumer.start()
 
     async def on_stop(self) -> None:
@@ -157,14 +156,5 @@ class SinkService(Service):
             self._generation += 1
             self._buffer = []  # uncommitted: the next owner reads them again
 
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, service: SinkService) -> None:
-        self.service = service
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self.service.on_revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        self.service._joined = True
-
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._joined = True
