@@ -110,6 +110,7 @@ class Figures:
     worker_wall_s: float = 0.0
     worker_cpu_s: float = 0.0
     worker_peak_rss_mib: float = 0.0
+    worker_ready_s: float | None = None  # worker start -> /readyz answers 200
     worker_first_event_s: float | None = None  # worker start -> first event applied (metrics)
     worker_all_events_s: float | None = None  # ... -> all events applied
     worker_first_row_s: float | None = None  # ... -> first row in ClickHouse
@@ -164,10 +165,11 @@ class Figures:
         return self.events / self.worker_cpu_s if self.worker_cpu_s else 0.0
 
     @property
-    def pipeline_rate_after_first(self) -> float:
-        if self.worker_first_event_s is None:
+    def pipeline_rate_after_ready(self) -> float:
+        """From the worker being ready (group joined, state recovered) to the last row stored."""
+        if self.worker_ready_s is None:
             return 0.0
-        span = self.worker_wall_s - self.worker_first_event_s
+        span = self.worker_wall_s - self.worker_ready_s
         return self.events / span if span > 0 else 0.0
 
     @property
@@ -329,6 +331,8 @@ def measure_worker(pipeline: Pipeline, fig: Figures, broker: LocalService, click
             metrics = scrape(port)
         except OSError:
             pass  # not serving yet
+        if fig.worker_ready_s is None and is_ready(port):
+            fig.worker_ready_s = now - started
         applied = accepted(metrics)
         if applied and fig.worker_first_event_s is None:
             fig.worker_first_event_s = now - started
@@ -378,20 +382,24 @@ def measure_worker(pipeline: Pipeline, fig: Figures, broker: LocalService, click
     print(file=sys.stderr)
 
 
-def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+def is_ready(port: int) -> bool:
     import urllib.error
     import urllib.request
 
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"worker exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
+        if is_ready(port):
+            return
         time.sleep(0.25)
     raise RuntimeError(f"worker not ready after {timeout:.0f} s")
 
@@ -511,7 +519,7 @@ def measure_freshness(broker: LocalService, clickhouse: LocalService, workdir: P
                         partitions=fig.partitions)
     pipeline.workdir.mkdir(parents=True, exist_ok=True)
     pipeline.setup()
-    fig.freshness_rate = max(100.0, fig.pipeline_rate_after_first / 2)
+    fig.freshness_rate = max(100.0, fig.pipeline_rate_after_ready / 2)
     customers = max(10, int(fig.freshness_rate * seconds / EVENTS_PER_CUSTOMER))
     proc, port = pipeline.start_worker()
     try:
@@ -593,7 +601,9 @@ def summarise_metrics(samples: dict[str, float]) -> dict[str, float]:
                         ("journey_sink_insert_seconds_sum", "sink insert seconds"),
                         ("journey_sink_failures_total", "sink failures"),
                         ("journey_events_duplicate_total", "duplicate events"),
-                        ("journey_events_late_total", "late events")):
+                        ("journey_events_late_total", "late events"),
+                        ("journey_path_batch_records_count", "path batches"),
+                        ("journey_path_batch_records_sum", "path batch records")):
         if name in samples:
             totals[label] = samples[name]
     return dict(totals)
@@ -709,7 +719,7 @@ def _opt(value: float | None) -> str:
 def figures_table(fig: Figures) -> list[tuple[str, str]]:
     ratio_wall = fig.pipeline_rate / fig.raw_rate if fig.raw_rate else 0.0
     ratio_cpu = fig.pipeline_per_cpu / fig.raw_per_cpu if fig.raw_per_cpu else 0.0
-    ratio_steady = fig.pipeline_rate_after_first / fig.raw_rate_after_join if fig.raw_rate_after_join else 0.0
+    ratio_steady = fig.pipeline_rate_after_ready / fig.raw_rate_after_join if fig.raw_rate_after_join else 0.0
     raw_note = "" if fig.raw_complete else " (INCOMPLETE: deadline reached)"
     return [
         ("events", f"{fig.events:,} ({fig.avg_event_bytes:.0f} B average JSON), {fig.partitions} partitions per topic"),
@@ -719,7 +729,7 @@ def figures_table(fig: Figures) -> list[tuple[str, str]]:
                     f"command wall {fig.produce_wall_s:.1f} s)"),
         ("**pipeline, one worker**", f"**{fig.pipeline_rate:,.0f} events/s** ({fig.events:,} events in "
                                      f"{fig.worker_wall_s:.1f} s, worker start to last row in ClickHouse; "
-                                     f"{fig.pipeline_rate_after_first:,.0f}/s after the first event applied)"),
+                                     f"{fig.pipeline_rate_after_ready:,.0f}/s from ready (/readyz) to the last row)"),
         ("pipeline CPU", f"{fig.worker_cpu_s:.1f} CPU-s worker = {fig.pipeline_per_cpu:,.0f} events/CPU-s"),
         ("**raw aiokafka + orjson**", f"**{fig.raw_rate:,.0f} events/s** ({fig.raw_events:,} records in "
                                       f"{fig.raw_wall_s:.1f} s incl. {fig.raw_join_s:.1f} s group join; "
@@ -730,7 +740,7 @@ def figures_table(fig: Figures) -> list[tuple[str, str]]:
                                      f"{ratio_steady:.4f} after start-up (1 : "
                                      f"{1 / ratio_steady if ratio_steady else 0:,.0f})"),
         ("worker peak RSS", f"{fig.worker_peak_rss_mib:,.0f} MiB (VmHWM)"),
-        ("worker time split", f"first event applied {_opt(fig.worker_first_event_s)}, first row stored "
+        ("worker time split", f"ready {_opt(fig.worker_ready_s)}, first event applied {_opt(fig.worker_first_event_s)}, first row stored "
                               f"{_opt(fig.worker_first_row_s)}, all events applied {_opt(fig.worker_all_events_s)}, "
                               f"all rows stored {fig.worker_wall_s:.1f} s"),
         ("other processes' CPU", f"Tansu {fig.tansu_cpu_raw_s:.1f} CPU-s during the raw read, "
@@ -764,17 +774,17 @@ def _verdict(ok: bool) -> str:
 
 def targets_table(fig: Figures) -> list[tuple[str, str, str, str]]:
     """(target, wanted, measured, verdict) for issue 6's figures."""
-    steady = fig.pipeline_rate_after_first / fig.raw_rate_after_join if fig.raw_rate_after_join else 0.0
+    steady = fig.pipeline_rate_after_ready / fig.raw_rate_after_join if fig.raw_rate_after_join else 0.0
     per_cpu = fig.pipeline_per_cpu / fig.raw_per_cpu if fig.raw_per_cpu else 0.0
-    vs_baseline = fig.pipeline_rate_after_first / fig.baseline_rate if fig.baseline_rate else 0.0
+    vs_baseline = fig.pipeline_rate_after_ready / fig.baseline_rate if fig.baseline_rate else 0.0
     scale = fig.two_rate / fig.pipeline_rate if fig.pipeline_rate and fig.two_wall_s else 0.0
     rows = [
         ("1. throughput vs raw consumer", ">= 25% of raw",
-         f"{steady:.1%} after start-up ({fig.pipeline_rate_after_first:,.0f} vs {fig.raw_rate_after_join:,.0f} "
+         f"{steady:.1%} after start-up ({fig.pipeline_rate_after_ready:,.0f} vs {fig.raw_rate_after_join:,.0f} "
          f"events/s); {per_cpu:.1%} per CPU-s", _verdict(steady >= 0.25)),
         ("1. throughput vs Faust baseline", ">= 10x baseline",
-         f"{vs_baseline:.1f}x ({fig.pipeline_rate_after_first:,.0f} vs {fig.baseline_rate:,.0f} events/s, "
-         f"both from their first event)", _verdict(vs_baseline >= 10)),
+         f"{vs_baseline:.1f}x ({fig.pipeline_rate_after_ready:,.0f} vs {fig.baseline_rate:,.0f} events/s, "
+         f"the worker from ready to last row, the baseline from its first event)", _verdict(vs_baseline >= 10)),
     ]
     if fig.freshness_rows:
         rows.append(("2. freshness at half the max rate", "p50 <= 1 s, p99 <= 3 s",

@@ -64,6 +64,12 @@ class JourneyMetrics:
             ["reason"],
             registry=r,
         )
+        self.path_batch_records = Histogram(
+            "journey_path_batch_records",
+            "Input records per batch the path polled and applied.",
+            buckets=ROW_BUCKETS,
+            registry=r,
+        )
         self.sink_batch_rows = Histogram(
             "journey_sink_batch_rows",
             "Rows per ClickHouse insert.",

@@ -37,7 +37,7 @@ from streams.state_store import StateStore
 
 log = logging.getLogger("journey.path")
 
-PATH_BATCH = 5_000  # records per poll; one state write per customer per batch
+PATH_BATCH = 20_000  # records per poll; one state write per customer per batch
 POLL_MS = 50
 HOMES_REMEMBERED = 200_000
 END_OFFSETS_EVERY_S = 0.01  # at most this often, a fresh end-offset request for idle-looking inputs
@@ -78,10 +78,11 @@ class PathService(Service):
         await self.producer.start()
         await self.reader.start()
         self.consumer.subscribe(list(self.inputs), listener=Rebalance(self))
-        await self.consumer.start()
+        # Joining the group takes seconds: both services join at once, each in its own task.
+        self._joining = asyncio.ensure_future(self.consumer.start())
 
     async def on_stop(self) -> None:
-        if not hasattr(self, "consumer"):
+        if not hasattr(self, "_joining"):
             return  # failed before starting its clients
         async with self._lock:
             try:
@@ -94,6 +95,7 @@ class PathService(Service):
 
     @Service.task
     async def _consume(self) -> None:
+        await self._joining
         while not self.should_stop:
             try:
                 fetched = await self.consumer.getmany(timeout_ms=POLL_MS, max_records=PATH_BATCH)
@@ -111,6 +113,8 @@ class PathService(Service):
 
     # -- one batch -------------------------------------------------------------------------
     async def _process(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+        if fetched:
+            self.metrics.path_batch_records.observe(sum(len(records) for records in fetched.values()))
         out = Outbox(self.producer)
         counts: Counter[tuple[str, str]] = Counter()
         for tp, records in fetched.items():

@@ -57,10 +57,11 @@ class SinkService(Service):
                                            max_poll_records=self.settings.sink_batch_rows)
         await self.producer.start()
         self.consumer.subscribe([self.settings.topic_transitions], listener=Rebalance(self))
-        await self.consumer.start()
+        # Joining the group takes seconds: both services join at once, each in its own task.
+        self._joining = asyncio.ensure_future(self.consumer.start())
 
     async def on_stop(self) -> None:
-        if not hasattr(self, "consumer"):
+        if not hasattr(self, "_joining"):
             return  # failed before starting its clients
         async with self._lock:
             await self.consumer.stop()
@@ -70,6 +71,7 @@ class SinkService(Service):
 
     @Service.task
     async def _consume(self) -> None:
+        await self._joining
         rows, seconds = self.settings.sink_batch_rows, self.settings.sink_batch_seconds
         while not self.should_stop:
             room = rows - len(self._buffer)
