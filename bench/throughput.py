@@ -867,8 +867,8 @@ def render(fig: Figures) -> str:
         lines += ["", f"## Profile of the one-worker run (py-spy, {fig.profile_samples:,} busy samples at 100 Hz)", "",
                   "Own time (the function itself), share of busy samples:", "",
                   *(f"- {share:.1%} `{name}`" for share, name in fig.profile_own), "",
-                  "Inclusive time (the function and what it calls):", "",
-                  *(f"- {share:.1%} `{name}`" for share, name in fig.profile_inclusive)]
+                  "Inclusive time (the function and what it calls; the process's outer frames left out):", "",
+                  *(f"- {share:.1%} `{name}`" for share, name in fig.profile_inclusive if share < 0.8)[:20]]
     lines += [
         "",
         "## Machine and versions",
@@ -1000,7 +1000,8 @@ def main(argv: list[str] | None = None) -> int:
         profile = workdir / "worker-profile.txt" if args.profile else None
         measure_worker(pipeline, fig, broker, clickhouse, args.timeout, args.settle, profile)
         if profile is not None:
-            fig.profile_samples, fig.profile_own, fig.profile_inclusive = summarise(profile)
+            fig.profile_samples, fig.profile_own, fig.profile_inclusive = summarise(profile, top=40)
+            fig.profile_own = fig.profile_own[:15]
             for share, name in fig.profile_own:
                 say(f"  own {share:6.1%}  {name}")
         say(f"  done in {fig.worker_wall_s:.1f} s ({fig.pipeline_rate:,.0f} events/s, {fig.worker_cpu_s:.1f} CPU-s, "

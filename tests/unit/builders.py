@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
@@ -118,3 +119,17 @@ def run(events: Iterable[AnyEvent], rules: Rules = RULES) -> list[Transition]:
 def moves(transitions: Iterable[Transition]) -> list[tuple[str, str, str]]:
     """(from_stage, to_stage, kind) per transition: the compact form most tables compare."""
     return [(t.from_stage, t.to_stage, t.kind) for t in transitions]
+
+
+def raw_event(**fields: object) -> bytes:
+    """A valid clickstream event as JSON bytes; override fields, or drop one with `...`."""
+    base: dict[str, object] = {
+        "type": "clickstream",
+        "schema_version": 1,
+        "event_id": "e1",
+        "customer_id": "c1",
+        "occurred_at": "2024-03-01T12:00:00Z",
+        "action": "page_view",
+    }
+    base.update(fields)
+    return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()

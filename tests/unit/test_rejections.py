@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from schemas import ClickstreamEvent
 from schemas.rejections import REASONS, Rejection, decode
 from streams.deadletter import DLQ_MAX_PAYLOAD, dead_letter, header_map
+from tests.unit.builders import raw_event
 
 LIMIT = 4096
-
-
-def raw(**fields) -> bytes:
-    base = {
-        "type": "clickstream",
-        "schema_version": 1,
-        "event_id": "e1",
-        "customer_id": "c1",
-        "occurred_at": "2024-03-01T12:00:00Z",
-        "action": "page_view",
-    }
-    base.update(fields)
-    return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
 
 
 CASES = [
@@ -34,23 +20,23 @@ CASES = [
     (b"not json", "invalid_json", ["not a JSON document"], "not json"),
     (b'{"type": "clickstream",', "invalid_json", ["not a JSON document"], "truncated json"),
     (b"\xff\xfe{}", "invalid_json", ["not a JSON document"], "invalid utf-8 bytes"),
-    (raw(customer_id="c\udcff").replace(b"\\udcff", b"\xff"), "invalid_json", ["not a JSON document"], "invalid utf-8 in a string"),
+    (raw_event(customer_id="c\udcff").replace(b"\\udcff", b"\xff"), "invalid_json", ["not a JSON document"], "invalid utf-8 in a string"),
     (b"[1, 2]", "invalid_json", ["not an object"], "array"),
     (b"null", "invalid_json", ["not an object"], "null"),
     (b"42", "invalid_json", ["not an object"], "number"),
     (b'"clickstream"', "invalid_json", ["not an object"], "string"),
     (b"{}", "missing_type", ["type"], "empty object"),
-    (raw(type=...), "missing_type", ["type"], "no type"),
-    (raw(type="pageview"), "unknown_type", ["type", "clickstream"], "unknown type"),
-    (raw(type=None), "unknown_type", ["type"], "null type"),
-    (raw(schema_version=2), "unsupported_schema_version", ["schema_version"], "version 2"),
-    (raw(schema_version=...), "unsupported_schema_version", ["schema_version"], "no version"),
-    (raw(occurred_at="2024-03-01T12:00:00"), "naive_timestamp", ["occurred_at", "timezone"], "naive"),
-    (raw(customer_id="a\x00b"), "invalid_fields", ["customer_id", "control characters"], "control char"),
-    (raw(action=...), "invalid_fields", ["action", "required"], "missing field"),
-    (raw(occurred_at="yesterday"), "invalid_fields", ["occurred_at"], "bad timestamp"),
+    (raw_event(type=...), "missing_type", ["type"], "no type"),
+    (raw_event(type="pageview"), "unknown_type", ["type", "clickstream"], "unknown type"),
+    (raw_event(type=None), "unknown_type", ["type"], "null type"),
+    (raw_event(schema_version=2), "unsupported_schema_version", ["schema_version"], "version 2"),
+    (raw_event(schema_version=...), "unsupported_schema_version", ["schema_version"], "no version"),
+    (raw_event(occurred_at="2024-03-01T12:00:00"), "naive_timestamp", ["occurred_at", "timezone"], "naive"),
+    (raw_event(customer_id="a\x00b"), "invalid_fields", ["customer_id", "control characters"], "control char"),
+    (raw_event(action=...), "invalid_fields", ["action", "required"], "missing field"),
+    (raw_event(occurred_at="yesterday"), "invalid_fields", ["occurred_at"], "bad timestamp"),
     (
-        raw(type="purchase", action=..., order_id="o", amount=-1, currency="eur", status="done"),
+        raw_event(type="purchase", action=..., order_id="o", amount=-1, currency="eur", status="done"),
         "invalid_fields",
         ["amount", "currency", "status"],
         "several bad fields",
@@ -74,19 +60,19 @@ def test_every_reason_code_is_exercised():
 
 
 def test_valid_event_decodes():
-    event = decode(raw(), max_bytes=LIMIT)
+    event = decode(raw_event(), max_bytes=LIMIT)
     assert isinstance(event, ClickstreamEvent)
     assert event.event_id == "e1"
 
 
 def test_limit_is_inclusive():
-    payload = raw()
+    payload = raw_event()
     assert isinstance(decode(payload, max_bytes=len(payload)), ClickstreamEvent)
     assert decode(payload, max_bytes=len(payload) - 1).code == "too_large"
 
 
 def test_many_errors_are_summarised():
-    payload = raw(type="purchase", action=..., event_id="", customer_id="", order_id="", amount=-1, currency="x", status="x")
+    payload = raw_event(type="purchase", action=..., event_id="", customer_id="", order_id="", amount=-1, currency="x", status="x")
     result = decode(payload, max_bytes=LIMIT)
     assert result.code == "invalid_fields"
     assert "(+1 more)" in result.reason

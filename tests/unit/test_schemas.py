@@ -11,19 +11,7 @@ from pydantic import ValidationError
 from schemas import ClickstreamEvent, PurchaseEvent, ShareEvent, Transition, parse_event
 from schemas.jsonschema_export import SCHEMA_DIR, rendered_schemas
 from sinks.clickhouse.tables import TRANSITION_COLUMNS
-
-
-def doc(**fields) -> bytes:
-    base = {
-        "type": "clickstream",
-        "schema_version": 1,
-        "event_id": "e1",
-        "customer_id": "c1",
-        "occurred_at": "2024-03-01T12:00:00Z",
-        "action": "page_view",
-    }
-    base.update(fields)
-    return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
+from tests.unit.builders import raw_event
 
 
 PURCHASE = {"type": "purchase", "order_id": "o1", "amount": 9.5, "currency": "EUR", "status": "completed"}
@@ -36,7 +24,7 @@ SHARE = {"type": "share", "kind": "review", "rating": 4}
     ids=["clickstream", "purchase", "share"],
 )
 def test_type_selects_the_model(fields, model):
-    event = parse_event(doc(**fields))
+    event = parse_event(raw_event(**fields))
     assert type(event) is model
     assert event.brand == "default"
     assert event.channel is None
@@ -45,7 +33,7 @@ def test_type_selects_the_model(fields, model):
 @pytest.mark.parametrize("stamp", ["2024-03-01T12:00:00", "2024-03-01 12:00:00", "2024-03-01T12:00:00.123456"])
 def test_naive_timestamps_are_rejected(stamp):
     with pytest.raises(ValidationError) as info:
-        parse_event(doc(occurred_at=stamp))
+        parse_event(raw_event(occurred_at=stamp))
     assert {e["type"] for e in info.value.errors()} == {"timezone_aware"}
 
 
@@ -59,14 +47,14 @@ def test_naive_timestamps_are_rejected(stamp):
     ],
 )
 def test_offsets_are_normalised_to_utc(stamp, utc):
-    event = parse_event(doc(occurred_at=stamp))
+    event = parse_event(raw_event(occurred_at=stamp))
     assert event.occurred_at == utc
     assert event.occurred_at.utcoffset().total_seconds() == 0
     assert event.occurred_at.tzinfo == timezone.utc
 
 
 def test_unknown_extra_fields_are_ignored():
-    event = parse_event(doc(new_field="x", nested={"a": 1}))
+    event = parse_event(raw_event(new_field="x", nested={"a": 1}))
     assert "new_field" not in event.model_dump()
     assert not hasattr(event, "new_field")
 
@@ -75,25 +63,25 @@ def test_unknown_extra_fields_are_ignored():
 @pytest.mark.parametrize("char", ["\x00", "\n", "\x1f", "\x7f"], ids=["nul", "newline", "unit_sep", "del"])
 def test_control_characters_in_ids_are_rejected(field, char):
     with pytest.raises(ValidationError, match="control characters"):
-        parse_event(doc(**{field: f"abc{char}def"}))
+        parse_event(raw_event(**{field: f"abc{char}def"}))
 
 
 @pytest.mark.parametrize("field", ["event_id", "customer_id"])
 def test_ids_are_required_and_non_empty(field):
     with pytest.raises(ValidationError):
-        parse_event(doc(**{field: ""}))
+        parse_event(raw_event(**{field: ""}))
     with pytest.raises(ValidationError):
-        parse_event(doc(**{field: ...}))
+        parse_event(raw_event(**{field: ...}))
 
 
 def test_unicode_ids_are_fine():
-    assert parse_event(doc(customer_id="Zoë-李")).customer_id == "Zoë-李"
+    assert parse_event(raw_event(customer_id="Zoë-李")).customer_id == "Zoë-李"
 
 
 @pytest.mark.parametrize("rating", [0, 6, 4.5])
 def test_review_rating_is_1_to_5(rating):
     with pytest.raises(ValidationError):
-        parse_event(doc(**{**SHARE, "action": ..., "rating": rating}))
+        parse_event(raw_event(**{**SHARE, "action": ..., "rating": rating}))
 
 
 @pytest.mark.parametrize(
@@ -103,11 +91,11 @@ def test_review_rating_is_1_to_5(rating):
 )
 def test_purchase_fields_are_checked(bad):
     with pytest.raises(ValidationError):
-        parse_event(doc(**{**PURCHASE, "action": ..., **bad}))
+        parse_event(raw_event(**{**PURCHASE, "action": ..., **bad}))
 
 
 def test_events_are_frozen():
-    event = parse_event(doc())
+    event = parse_event(raw_event())
     with pytest.raises(ValidationError):
         event.customer_id = "other"  # type: ignore[misc]
 
