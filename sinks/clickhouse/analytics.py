@@ -26,6 +26,7 @@ Rendered for both dialects of `sinks.clickhouse.tables`: the statements are vali
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +38,6 @@ LATER_STAGES = ("appeal", "ask", "act", "advocate")
 #: Bit n of `stages_entered` is set when the customer entered stage n (aware = 1 ... advocate = 5).
 STAGE_BIT = {"aware": 2, "appeal": 4, "ask": 8, "act": 16, "advocate": 32}
 
-#: Derived tables, fed from `transitions` (empty them together with it).
-DERIVED_TABLES = ("stage_entries_daily", "referrals_daily", "customer_state")
 VIEWS = ("stage_entries", "customer_current_stage")
 
 
@@ -55,12 +54,43 @@ def _columns(columns: list[tuple[str, str, str]]) -> str:
     return "\n".join(f"    {d.ljust(widest)}  -- {comment}" for d, (_, _, comment) in zip(decls, columns))
 
 
+# -- rollups: tables fed from `transitions` by a materialized view ---------------------------
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """An AggregatingMergeTree fed by `<name>_mv` from `transitions`, and backfilled from it."""
+
+    name: str
+    layout: str  # PARTITION BY / ORDER BY lines
+    columns: Callable[[Dialect], list[tuple[str, str, str]]]
+    select: Callable[[str], str]  # database -> the SELECT over transitions
+
+    def create_table(self, database: str, dialect: Dialect) -> str:
+        return f"""
+CREATE TABLE IF NOT EXISTS {_db(database)}.{self.name}
+(
+{_columns(self.columns(dialect))}
+)
+ENGINE = AggregatingMergeTree()
+{self.layout}
+""".strip()
+
+    def create_view(self, database: str) -> str:
+        db = _db(database)
+        return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{self.name}_mv TO {db}.{self.name} AS\n" \
+            + self.select(db)
+
+    def backfill(self, database: str) -> str:
+        db = _db(database)
+        return f"INSERT INTO {db}.{self.name}\n{self.select(db)}"
+
+
 # -- stage entries per day ------------------------------------------------------------------
 
 
-def create_stage_entries_daily(database: str, dialect: Dialect) -> str:
-    db = _db(database)
-    columns = [
+def _stage_entries_columns(dialect: Dialect) -> list[tuple[str, str, str]]:
+    return [
         ("brand", dialect.label(), "brand of the journey"),
         ("day", "Date", "UTC day of the entering transition's occurred_at"),
         ("stage", STAGE_ENUM, "stage entered (transitions.to_stage)"),
@@ -69,15 +99,6 @@ def create_stage_entries_daily(database: str, dialect: Dialect) -> str:
         ("customers", "AggregateFunction(uniqExact, UInt64)",
          "who entered (sipHash64 of customer_id): uniqExactMerge(customers)"),
     ]
-    return f"""
-CREATE TABLE IF NOT EXISTS {db}.stage_entries_daily
-(
-{_columns(columns)}
-)
-ENGINE = AggregatingMergeTree()
-PARTITION BY toYYYYMM(day)
-ORDER BY (brand, day, stage, influence, channel)
-""".strip()
 
 
 def _stage_entries_select(db: str) -> str:
@@ -90,12 +111,6 @@ def _stage_entries_select(db: str) -> str:
     uniqExactState(sipHash64(customer_id)) AS customers
 FROM {db}.transitions
 GROUP BY brand, day, stage, influence, channel"""
-
-
-def create_stage_entries_daily_mv(database: str) -> str:
-    db = _db(database)
-    return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.stage_entries_daily_mv TO {db}.stage_entries_daily AS\n" \
-        + _stage_entries_select(db)
 
 
 def create_stage_entries_view(database: str) -> str:
@@ -111,24 +126,14 @@ GROUP BY brand, day, stage, influence, channel
 # -- referrals per day ----------------------------------------------------------------------
 
 
-def create_referrals_daily(database: str, dialect: Dialect) -> str:
-    db = _db(database)
-    columns = [
+def _referrals_columns(dialect: Dialect) -> list[tuple[str, str, str]]:
+    return [
         ("brand", dialect.label(), "brand of the journey"),
         ("day", "Date", "UTC day the referred customer became aware"),
         ("referrer_id", "String", "the advocate whose share brought them"),
         ("customers", "AggregateFunction(uniqExact, UInt64)",
          "who they brought (sipHash64 of customer_id): uniqExactMerge(customers)"),
     ]
-    return f"""
-CREATE TABLE IF NOT EXISTS {db}.referrals_daily
-(
-{_columns(columns)}
-)
-ENGINE = AggregatingMergeTree()
-PARTITION BY toYYYYMM(day)
-ORDER BY (brand, day, referrer_id)
-""".strip()
 
 
 def _referrals_select(db: str) -> str:
@@ -142,19 +147,12 @@ WHERE to_stage = 'aware' AND ifNull(referrer_id, '') != ''
 GROUP BY brand, day, referrer_id"""
 
 
-def create_referrals_daily_mv(database: str) -> str:
-    db = _db(database)
-    return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.referrals_daily_mv TO {db}.referrals_daily AS\n" \
-        + _referrals_select(db)
-
-
 # -- one row per customer -------------------------------------------------------------------
 
 
-def create_customer_state(database: str, dialect: Dialect) -> str:
-    db = _db(database)
+def _customer_state_columns(dialect: Dialect) -> list[tuple[str, str, str]]:
     ts = dialect.timestamp
-    columns = [
+    return [
         ("brand", dialect.label(), "brand of the journey"),
         ("customer_id", "String", "the customer"),
         ("stage", f"AggregateFunction(argMax, {STAGE_ENUM}, UInt32)", "current stage: to_stage of the highest seq"),
@@ -167,14 +165,6 @@ def create_customer_state(database: str, dialect: Dialect) -> str:
         *((f"ms_to_{s}", "AggregateFunction(maxIf, UInt64, UInt8)",
            f"dwell_ms of the transition into {s}: time in the stage before (0 when never)") for s in LATER_STAGES),
     ]
-    return f"""
-CREATE TABLE IF NOT EXISTS {db}.customer_state
-(
-{_columns(columns)}
-)
-ENGINE = AggregatingMergeTree()
-ORDER BY (brand, customer_id)
-""".strip()
 
 
 def _customer_state_select(db: str) -> str:
@@ -195,10 +185,16 @@ FROM {db}.transitions
 GROUP BY brand, customer_id"""
 
 
-def create_customer_state_mv(database: str) -> str:
-    db = _db(database)
-    return f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.customer_state_mv TO {db}.customer_state AS\n" \
-        + _customer_state_select(db)
+ROLLUPS = (
+    Rollup("stage_entries_daily", "PARTITION BY toYYYYMM(day)\nORDER BY (brand, day, stage, influence, channel)",
+           _stage_entries_columns, _stage_entries_select),
+    Rollup("referrals_daily", "PARTITION BY toYYYYMM(day)\nORDER BY (brand, day, referrer_id)",
+           _referrals_columns, _referrals_select),
+    Rollup("customer_state", "ORDER BY (brand, customer_id)", _customer_state_columns, _customer_state_select),
+)
+
+#: Derived tables, fed from `transitions` (empty them together with it).
+DERIVED_TABLES = tuple(rollup.name for rollup in ROLLUPS)
 
 
 def create_customer_current_stage_view(database: str) -> str:
@@ -248,23 +244,14 @@ def backfills(database: str) -> list[str]:
     A view only sees inserts made after it exists; this covers rows written before (an upgrade)
     and any written between creating a view and this statement (counted twice, harmlessly).
     """
-    db = _db(database)
-    return [
-        f"INSERT INTO {db}.stage_entries_daily\n{_stage_entries_select(db)}",
-        f"INSERT INTO {db}.referrals_daily\n{_referrals_select(db)}",
-        f"INSERT INTO {db}.customer_state\n{_customer_state_select(db)}",
-    ]
+    return [rollup.backfill(database) for rollup in ROLLUPS]
 
 
 def analytics_migrations(database: str, dialect: Dialect) -> list[str]:
     """Tables, then the materialized views feeding them, then the views, then the backfill."""
     return [
-        create_stage_entries_daily(database, dialect),
-        create_referrals_daily(database, dialect),
-        create_customer_state(database, dialect),
-        create_stage_entries_daily_mv(database),
-        create_referrals_daily_mv(database),
-        create_customer_state_mv(database),
+        *(rollup.create_table(database, dialect) for rollup in ROLLUPS),
+        *(rollup.create_view(database) for rollup in ROLLUPS),
         create_stage_entries_view(database),
         create_customer_current_stage_view(database),
         *backfills(database),
