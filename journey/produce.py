@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaError
 from journey.errors import JourneyError, kafka_unreachable
 from journey.kafka_security import kafka_client_config
 from journey.settings import Settings
-from streams.kafka_io import partition_of_key
+from streams.kafka_io import PartitionBatches, partition_of_key
 
 BATCH_BYTES = 256 * 1024
 LINGER_S = 0.02
@@ -67,7 +67,7 @@ class EventSender:
         except BaseException:
             self._close_loop()
             raise
-        self._open: dict[tuple[str, int], Any] = {}
+        self._batches = PartitionBatches(self.producer)
         self._in_flight: deque[concurrent.futures.Future] = deque()
         self._ordered: dict[tuple[str, int], asyncio.Lock] = {}  # used on the loop thread only
         self._partitions: dict[str, int] = {}
@@ -111,22 +111,19 @@ class EventSender:
             return routed
         target, key = routed
         tp = (target, self._partition(target, key))
-        batch = self._open.get(tp)
-        if batch is None:
-            batch = self._open[tp] = self.producer.create_batch()
-        if batch.append(key=key, value=line, timestamp=None) is None:
-            self._submit(tp, batch)
-            batch = self._open[tp] = self.producer.create_batch()
-            if batch.append(key=key, value=line, timestamp=None) is None:
-                raise JourneyError(f"an event of {len(line)} bytes is larger than a produce request allows")
+        try:
+            full = self._batches.append(tp, key, line)
+        except ValueError:
+            raise JourneyError(f"an event of {len(line)} bytes is larger than a produce request allows") from None
+        if full is not None:
+            self._submit(tp, full)
         if time.monotonic() - self._last_flush >= LINGER_S:
             self.flush_open()
         return None
 
     def flush_open(self) -> None:
         """Hand every partly filled batch to the producer (paced runs must not sit on events)."""
-        open_batches, self._open = self._open, {}
-        for tp, batch in open_batches.items():
+        for tp, batch in self._batches.take_open():
             self._submit(tp, batch)
         self._last_flush = time.monotonic()
 

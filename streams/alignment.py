@@ -18,7 +18,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-OrderKey = tuple[int, str]  # (event time in µs, event_id)
+OrderKey = tuple[Any, str]  # (event time, event_id): fivea.order_key, the order replay sorts by
 
 
 class EventTimeAligner:

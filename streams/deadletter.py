@@ -7,7 +7,17 @@ truncated, and the header `journey.dlq.truncated` says so with the original size
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from schemas.rejections import Rejection
+
+if TYPE_CHECKING:
+    from journey.metrics import JourneyMetrics
+    from streams.kafka_io import Outbox
+
+log = logging.getLogger("journey.deadletter")
 
 DLQ_MAX_PAYLOAD = 512 * 1024  # stays well under Kafka's default 1 MiB message limit
 
@@ -46,3 +56,15 @@ def dead_letter(
 def header_map(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
     """Readable view of a dead letter's headers (for tools and tests)."""
     return {k: v.decode("utf-8", "replace") for k, v in headers or []}
+
+
+def quarantine(out: "Outbox", topic: str, metrics: "JourneyMetrics", record: Any, rejection: Rejection) -> None:
+    """Queue one consumed record for the dead-letter topic (same partition), count and log it."""
+    letter = dead_letter(
+        key=record.key, value=record.value, topic=record.topic, partition=record.partition,
+        offset=record.offset, code=rejection.code, reason=rejection.reason,
+    )
+    out.add(topic, record.partition, letter.key, letter.value, headers=letter.headers)
+    metrics.deadletters.labels(rejection.code).inc()
+    log.warning("dead letter %s[%d]@%d: %s (%s)", record.topic, record.partition, record.offset,
+                rejection.reason, rejection.code)

@@ -75,8 +75,8 @@ def new_producer(settings: Settings) -> AIOKafkaProducer:
     )
 
 
-class Outbox:
-    """Records for many topic-partitions, handed to the producer one batch per partition.
+class PartitionBatches:
+    """One open record batch per topic-partition, filled record by record.
 
     aiokafka's per-message `send` costs a future and a coroutine each; appending to a batch
     builder is several times cheaper, which matters at tens of thousands of records a second.
@@ -85,28 +85,50 @@ class Outbox:
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer
         self._open: dict[tuple[str, int], Any] = {}
-        self._full: list[tuple[str, int, Any]] = []
+
+    def append(self, tp: tuple[str, int], key: bytes | None, value: bytes,
+               headers: Headers = (), timestamp_ms: int | None = None) -> Any | None:
+        """Add one record; returns the batch it could not join (full, to be sent), else None."""
+        full = None
+        batch = self._open.get(tp)
+        if batch is None:
+            batch = self._open[tp] = self.producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=timestamp_ms, headers=list(headers)) is None:
+            full = batch
+            batch = self._open[tp] = self.producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=timestamp_ms, headers=list(headers)) is None:
+                raise ValueError(f"a record of {len(value)} bytes does not fit a produce batch")
+        return full
+
+    def take_open(self) -> list[tuple[tuple[str, int], Any]]:
+        """The partly filled batches, handed over (the next record starts new ones)."""
+        open_batches, self._open = self._open, {}
+        return list(open_batches.items())
+
+
+class Outbox:
+    """Records for many topic-partitions, sent together, one batch per partition at a time."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+        self._batches = PartitionBatches(producer)
+        self._full: list[tuple[tuple[str, int], Any]] = []
         self.records = 0
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes,
             headers: Headers = (), timestamp_ms: int | None = None) -> None:
         tp = (topic, partition)
-        batch = self._open.get(tp)
-        if batch is None:
-            batch = self._open[tp] = self.producer.create_batch()
-        if batch.append(key=key, value=value, timestamp=timestamp_ms, headers=list(headers)) is None:
-            self._full.append((topic, partition, batch))
-            batch = self._open[tp] = self.producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=timestamp_ms, headers=list(headers)) is None:
-                raise ValueError(f"a record of {len(value)} bytes does not fit a produce batch")
+        full = self._batches.append(tp, key, value, headers, timestamp_ms)
+        if full is not None:
+            self._full.append((tp, full))
         self.records += 1
 
     async def send(self) -> dict[tuple[str, int], int]:
         """Send everything and wait until the broker has it; returns the last offset per partition."""
-        batches = [*self._full, *((t, p, b) for (t, p), b in self._open.items())]
-        self._open, self._full, self.records = {}, [], 0
+        batches = [*self._full, *self._batches.take_open()]
+        self._full, self.records = [], 0
         pending = []
-        for topic, partition, batch in batches:
+        for (topic, partition), batch in batches:
             count = batch.record_count()
             batch.close()
             pending.append((topic, partition, count, await self.producer.send_batch(batch, topic, partition=partition)))

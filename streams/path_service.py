@@ -25,12 +25,12 @@ from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
 from aiokafka.structs import TopicPartition
 from mode import Service
 
-from fivea import Rules, event_time_us
+from fivea import Rules, order_key
 from journey.metrics import JourneyMetrics
 from journey.settings import Settings
 from schemas.rejections import Rejection, decode
 from streams.alignment import EventTimeAligner
-from streams.deadletter import dead_letter
+from streams.deadletter import quarantine
 from streams.kafka_io import Outbox, Rebalance, new_group_consumer, new_producer, new_reader, partition_for
 from streams.path_processor import PathProcessor
 from streams.state_store import StateStore
@@ -123,12 +123,11 @@ class PathService(Service):
             for record in records:
                 result = decode(record.value, self.settings.max_event_bytes)
                 if isinstance(result, Rejection):
-                    self._dead_letter(out, record, result)
+                    quarantine(out, self.settings.topic_deadletter, self.metrics, record, result)
                     self.aligner.note_received(tp.topic, tp.partition, record.offset)
                     counts[(tp.topic, "deadlettered")] += 1
                 else:
-                    order = (event_time_us(result.occurred_at), result.event_id)
-                    self.aligner.add(tp.topic, tp.partition, record.offset, order, (record, result))
+                    self.aligner.add(tp.topic, tp.partition, record.offset, order_key(result), (record, result))
         caught_up = await self._input_progress()
         released = self.aligner.release(time.monotonic(), lambda topic, p: caught_up.get((topic, p)))
         self.metrics.aligner_buffered.set(len(self.aligner))
@@ -193,16 +192,6 @@ class PathService(Service):
                 self._homes.clear()
             home = self._homes[customer_id] = partition_for(customer_id, self.settings.partitions)
         return home
-
-    def _dead_letter(self, out: Outbox, record: Any, rejection: Rejection) -> None:
-        letter = dead_letter(
-            key=record.key, value=record.value, topic=record.topic, partition=record.partition,
-            offset=record.offset, code=rejection.code, reason=rejection.reason,
-        )
-        out.add(self.settings.topic_deadletter, record.partition, letter.key, letter.value, headers=letter.headers)
-        self.metrics.deadletters.labels(rejection.code).inc()
-        log.warning("dead letter %s[%d]@%d: %s (%s)", record.topic, record.partition, record.offset,
-                    rejection.reason, rejection.code)
 
     async def _input_progress(self) -> dict[tuple[str, int], bool | None]:
         """For each empty input the aligner waits on: True caught up, False more on the broker, None unknown.

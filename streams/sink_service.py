@@ -20,8 +20,9 @@ from pydantic import ValidationError
 from journey.metrics import JourneyMetrics
 from journey.settings import Settings
 from schemas import Transition
+from schemas.rejections import Rejection
 from sinks.contract import Sink, SinkUnavailable
-from streams.deadletter import dead_letter
+from streams.deadletter import quarantine
 from streams.kafka_io import Outbox, Rebalance, new_group_consumer, new_producer
 
 log = logging.getLogger("journey.sink")
@@ -116,14 +117,8 @@ class SinkService(Service):
             try:
                 batch.append(Transition.model_validate_json(record.value))
             except ValidationError as exc:
-                reason = f"not a transition record: {exc.errors()[0]['msg']}"
-                letter = dead_letter(key=record.key, value=record.value, topic=record.topic,
-                                     partition=record.partition, offset=record.offset,
-                                     code="invalid_fields", reason=reason)
-                letters.add(self.settings.topic_deadletter, record.partition, letter.key, letter.value,
-                            headers=letter.headers)
-                self.metrics.deadletters.labels("invalid_fields").inc()
-                log.warning("dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason)
+                rejection = Rejection("invalid_fields", f"not a transition record: {exc.errors()[0]['msg']}")
+                quarantine(letters, self.settings.topic_deadletter, self.metrics, record, rejection)
         if letters.records:
             await letters.send()
         return batch
