@@ -65,6 +65,7 @@ from bench.throughput import (
     cpu_seconds,
     describe_machine,
     describe_versions,
+    machine_section,
     peak_rss_mib,
     say,
     scan_log,
@@ -706,13 +707,7 @@ def render(runs: list[Run], args: argparse.Namespace) -> str:
         "",
         *(f"- `{k}={v}`" for k, v in sorted(getattr(args, "worker_env", {}).items())),
         "",
-        "## Machine and versions",
-        "",
-        f"- uname -a: `{args.machine.get('uname', '?')}`",
-        f"- nproc: {args.machine.get('nproc', '?')}; CPU: {args.machine.get('cpu', '?')}",
-        f"- memory: {args.machine.get('memory', '?')}",
-        *(f"- {k}: {v}" for k, v in getattr(args, "versions", {}).items()),
-        "",
+        *machine_section(args.machine, getattr(args, "versions", {})),
     ]
     return "\n".join(lines)
 

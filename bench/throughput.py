@@ -450,12 +450,17 @@ def measure_faust_baseline(pipeline: Pipeline, fig: Figures, seconds: float) -> 
     fig.baseline_events, fig.baseline_s = done, elapsed
 
 
+def phase_pipeline(broker: LocalService, clickhouse: LocalService, workdir: Path, partitions: int) -> Pipeline:
+    """Fresh topics, group and database for one phase, on the run's broker and ClickHouse."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return Pipeline(broker, clickhouse, workdir, name=f"{workdir.name.split('-')[0]}{uuid.uuid4().hex[:8]}",
+                    partitions=partitions)
+
+
 def measure_two_workers(broker: LocalService, clickhouse: LocalService, workdir: Path, events_file: Path,
                         expected: list[dict[str, Any]], fig: Figures, timeout: float, settle: float) -> None:
     """Two workers in one group from a cold start, on a fresh copy of the same events."""
-    pipeline = Pipeline(broker, clickhouse, workdir / "two-workers", name=f"two{uuid.uuid4().hex[:8]}",
-                        partitions=fig.partitions)
-    pipeline.workdir.mkdir(parents=True, exist_ok=True)
+    pipeline = phase_pipeline(broker, clickhouse, workdir / "two-workers", fig.partitions)
     pipeline.setup()
     run_produce(pipeline, events_file, **EXACT_OFFSETS)
     started = time.monotonic()
@@ -515,9 +520,7 @@ def histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float:
 def measure_freshness(broker: LocalService, clickhouse: LocalService, workdir: Path, fig: Figures,
                       seconds: float) -> None:
     """Produce at half the one-worker rate into a running worker; read its freshness histogram."""
-    pipeline = Pipeline(broker, clickhouse, workdir / "freshness", name=f"fresh{uuid.uuid4().hex[:8]}",
-                        partitions=fig.partitions)
-    pipeline.workdir.mkdir(parents=True, exist_ok=True)
+    pipeline = phase_pipeline(broker, clickhouse, workdir / "freshness", fig.partitions)
     pipeline.setup()
     fig.freshness_rate = max(100.0, fig.pipeline_rate_after_ready / 2)
     customers = max(10, int(fig.freshness_rate * seconds / EVENTS_PER_CUSTOMER))
@@ -553,9 +556,7 @@ def measure_freshness(broker: LocalService, clickhouse: LocalService, workdir: P
 
 def measure_memory(broker: LocalService, clickhouse: LocalService, workdir: Path, fig: Figures) -> None:
     """Resident memory a stream worker adds per tracked customer, with `fig.memory_customers` of them."""
-    pipeline = Pipeline(broker, clickhouse, workdir / "memory", name=f"mem{uuid.uuid4().hex[:8]}",
-                        partitions=fig.partitions)
-    pipeline.workdir.mkdir(parents=True, exist_ok=True)
+    pipeline = phase_pipeline(broker, clickhouse, workdir / "memory", fig.partitions)
     pipeline.journey("topics")
     events = pipeline.workdir / "one-event-each.jsonl"
     with events.open("wb") as out:
@@ -710,6 +711,20 @@ def describe_versions(pipeline: Pipeline, broker: LocalService) -> dict[str, str
 
 
 # --- report ------------------------------------------------------------------------------------
+
+
+def machine_section(machine: dict[str, str], versions: dict[str, str], extra: list[str] | None = None) -> list[str]:
+    """The results files' "Machine and versions" section, as markdown lines."""
+    return [
+        "## Machine and versions",
+        "",
+        f"- uname -a: `{machine.get('uname', '?')}`",
+        f"- nproc: {machine.get('nproc', '?')}; CPU: {machine.get('cpu', '?')}",
+        f"- memory: {machine.get('memory', '?')}",
+        *(extra or []),
+        *(f"- {k}: {v}" for k, v in versions.items()),
+        "",
+    ]
 
 
 def _opt(value: float | None) -> str:
@@ -868,18 +883,12 @@ def render(fig: Figures) -> str:
                   "Own time (the function itself), share of busy samples:", "",
                   *(f"- {share:.1%} `{name}`" for share, name in fig.profile_own), "",
                   "Inclusive time (the function and what it calls; the process's outer frames left out):", "",
-                  *(f"- {share:.1%} `{name}`" for share, name in fig.profile_inclusive if share < 0.8)[:20]]
+                  *[f"- {share:.1%} `{name}`" for share, name in fig.profile_inclusive if share < 0.8][:20]]
     lines += [
         "",
-        "## Machine and versions",
-        "",
-        f"- uname -a: `{fig.machine.get('uname', '?')}`",
-        f"- nproc: {fig.machine.get('nproc', '?')}; CPU: {fig.machine.get('cpu', '?')}",
-        f"- memory: {fig.machine.get('memory', '?')}",
-        f"- load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in fig.load_before)}; "
-        f"after: {' '.join(f'{x:.2f}' for x in fig.load_after)}",
-        *(f"- {k}: {v}" for k, v in fig.versions.items()),
-        "",
+        *machine_section(fig.machine, fig.versions, [
+            f"- load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in fig.load_before)}; "
+            f"after: {' '.join(f'{x:.2f}' for x in fig.load_after)}"]),
     ]
     return "\n".join(lines)
 
