@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from schemas import AnyEvent, parse_event
+from schemas.events import PRINTABLE
 
 # Reason codes are metric label values: a small fixed set.
 REASONS = (
@@ -31,6 +32,8 @@ class Rejection:
 
 def _describe(error: dict) -> str:
     where = ".".join(str(part) for part in error["loc"][1:] or error["loc"]) or "document"
+    if error["type"] == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == PRINTABLE:
+        return f"{where}: must not contain control characters"
     return f"{where}: {error['msg']}"
 
 
