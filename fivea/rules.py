@@ -170,8 +170,9 @@ class Rules:
     def influence(self, event: AnyEvent) -> str:
         """Kotler's O-zone of the event: `other` (peers), `outer` (marketing) or `own`."""
         channel = event.channel
-        if getattr(event, "referrer_id", None) or channel in self.other_channels:
+        click = event if type(event) is ClickstreamEvent else None  # only clicks carry referrer, campaign
+        if (click and click.referrer_id) or channel in self.other_channels:
             return "other"
-        if getattr(event, "campaign", None) or channel in self.outer_channels:
+        if (click and click.campaign) or channel in self.outer_channels:
             return "outer"
         return "own"

@@ -15,7 +15,7 @@ class Stage(IntEnum):
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        return LABELS[self]
 
     @classmethod
     def parse(cls, label: str) -> "Stage":
@@ -26,4 +26,6 @@ class Stage(IntEnum):
             raise ValueError(f"unknown stage {label!r} (expected one of: {names})") from None
 
 
+#: Stage labels by stage number: what transitions and tables carry (cheaper than `.label` per event).
+LABELS = tuple(stage.name.lower() for stage in Stage)
 PATH = (Stage.AWARE, Stage.APPEAL, Stage.ASK, Stage.ACT, Stage.ADVOCATE)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 OrderKey = tuple[Any, str]  # (event time, event_id): fivea.order_key, the order replay sorts by
+Entry = tuple[OrderKey, int, Any]  # (order key, offset, item)
 
 
 class EventTimeAligner:
@@ -33,7 +34,7 @@ class EventTimeAligner:
         self.max_idle_s = max_idle_s
         self.max_lag_wait_s = max_lag_wait_s
         self.max_buffered = max_buffered
-        self._queues: dict[tuple[str, int], deque[tuple[OrderKey, int, Any]]] = {}
+        self._queues: dict[tuple[str, int], deque[Entry]] = {}
         self._empty_since: dict[tuple[str, int], float] = {}
         self._received: dict[tuple[str, int], int] = {}
         self._size = 0
@@ -63,12 +64,24 @@ class EventTimeAligner:
         if offset > self._received.get(tp, -1):
             self._received[tp] = offset
 
-    def add(self, topic: str, partition: int, offset: int, key: OrderKey, item: Any) -> None:
+    def add(self, topic: str, partition: int, entries: Sequence[Entry], received: int | None = None) -> None:
+        """Queue one fetch's valid records of one input partition, in offset order.
+
+        `received`: offset of the fetch's last record, when records after the last entry
+        bypassed the queue (dead letters).
+        """
         tp = (topic, partition)
-        self._queues.setdefault(tp, deque()).append((key, offset, item))
-        self._empty_since.pop(tp, None)
-        self.note_received(topic, partition, offset)
-        self._size += 1
+        if entries:
+            queue = self._queues.get(tp)
+            if queue is None:
+                queue = self._queues[tp] = deque()
+            queue.extend(entries)
+            self._empty_since.pop(tp, None)
+            self._size += len(entries)
+            last = entries[-1][1]
+            received = last if received is None or received < last else received
+        if received is not None:
+            self.note_received(topic, partition, received)
 
     def release(self, now: float, caught_up: Callable[[str, int], bool | None]) -> list[Any]:
         """Items that may be applied now, in the order to apply them.
@@ -93,15 +106,28 @@ class EventTimeAligner:
     def _release_partition(
         self, partition: int, now: float, caught_up: Callable[[str, int], bool | None], out: list[Any]
     ) -> None:
+        """Release the earliest head, again and again, in runs.
+
+        While one queue's head stays below every other queue's head, nothing else can change
+        the choice, so the whole run is taken at once; the inputs are looked at again when
+        the queue runs dry. Ties go to the topic listed first.
+        """
         queues = [self._queues.get((topic, partition)) for topic in self.topics]
         while True:
             best: deque | None = None
+            best_key = bound = None  # bound: the lowest head among the other queues
+            inclusive = False  # may the run take heads equal to bound (best's topic listed first)
             waiting = False
             expired: str | None = None
             for topic, queue in zip(self.topics, queues):
                 if queue:
-                    if best is None or queue[0][0] < best[0][0]:
-                        best = queue
+                    head = queue[0][0]
+                    if best is None or head < best_key:
+                        if best is not None:
+                            bound, inclusive = best_key, False
+                        best, best_key = queue, head
+                    elif bound is None or head < bound:
+                        bound, inclusive = head, True
                 else:
                     state = caught_up(topic, partition)
                     if state is not True:
@@ -114,14 +140,23 @@ class EventTimeAligner:
                             expired = "idle_timeout" if state is None else "lag_wait_cap"
             if best is None:
                 return
+            most = len(best)
             if waiting:
                 if self._size < self.max_buffered:
                     return
-                expired = "buffer_full"
+                expired, most = "buffer_full", self._size - self.max_buffered + 1
+            taken = 0
+            if bound is None:
+                while taken < most:
+                    out.append(best.popleft()[2])
+                    taken += 1
+            else:
+                while taken < most and best and (best[0][0] <= bound if inclusive else best[0][0] < bound):
+                    out.append(best.popleft()[2])
+                    taken += 1
+            self._size -= taken
             if expired is not None:
-                self.forced[expired] += 1
-            out.append(best.popleft()[2])
-            self._size -= 1
+                self.forced[expired] += taken
 
     def drop_partitions(self, partitions: set[int]) -> list[Any]:
         """Forget revoked partitions; their unacked records go to the next owner."""

@@ -120,14 +120,16 @@ class PathService(Service):
         for tp, records in fetched.items():
             if tp.partition not in self._assigned:
                 continue
+            valid = []
             for record in records:
                 result = decode(record.value, self.settings.max_event_bytes)
                 if isinstance(result, Rejection):
                     quarantine(out, self.settings.topic_deadletter, self.metrics, record, result)
-                    self.aligner.note_received(tp.topic, tp.partition, record.offset)
                     counts[(tp.topic, "deadlettered")] += 1
                 else:
-                    self.aligner.add(tp.topic, tp.partition, record.offset, order_key(result), (record, result))
+                    valid.append((order_key(result), record.offset, (record, result)))
+            if records:
+                self.aligner.add(tp.topic, tp.partition, valid, received=records[-1].offset)
         caught_up = await self._input_progress()
         released = self.aligner.release(time.monotonic(), lambda topic, p: caught_up.get((topic, p)))
         self.metrics.aligner_buffered.set(len(self.aligner))

@@ -7,6 +7,8 @@ consumer's "nothing more to read right now" answer, modelled here as a set of (t
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streams.alignment import EventTimeAligner
 
@@ -31,7 +33,7 @@ class Feed:
     def add(self, topic: str, partition: int, t: int, event_id: str = "") -> str:
         offset = self.offsets[(topic, partition)] = self.offsets.get((topic, partition), -1) + 1
         item = f"{topic}@{t}{event_id}" + (f"/p{partition}" if partition else "")
-        self.aligner.add(topic, partition, offset, (t, event_id), item)
+        self.aligner.add(topic, partition, [((t, event_id), offset, item)])
         return item
 
     def release(self, now: float = 0.0) -> list[str]:
@@ -168,7 +170,7 @@ def test_drop_partitions_returns_held_items_and_forgets_progress():
 def test_received_offset_only_moves_forward():
     aligner = EventTimeAligner(TOPICS, max_idle_s=IDLE)
     assert aligner.received_offset("clicks", 0) is None
-    aligner.add("clicks", 0, 7, (1, "a"), "x")
+    aligner.add("clicks", 0, [((1, "a"), 7, "x")])
     aligner.note_received("clicks", 0, 9)  # a dead letter that bypassed the queue
     aligner.note_received("clicks", 0, 3)
     assert aligner.received_offset("clicks", 0) == 9
@@ -204,3 +206,39 @@ def test_known_lag_wait_is_bounded():
     click = feed.add("clicks", 0, t=5)
     assert feed.release(now=0.0) == []
     assert feed.release(now=LAG_WAIT) == [click]
+
+
+# --- runs: the batch release equals the one-at-a-time rule ---------------------------------------
+
+
+def _one_at_a_time(queues: dict[str, list[tuple[int, str]]], topics=TOPICS) -> list[str]:
+    """The rule spelled out: always the earliest head, ties to the topic listed first."""
+    queues = {topic: list(items) for topic, items in queues.items()}
+    out = []
+    while any(queues.values()):
+        topic = min((t for t in topics if queues.get(t)), key=lambda t: (queues[t][0], topics.index(t)))
+        out.append(f"{topic}:{queues[topic].pop(0)}")
+    return out
+
+
+@given(st.dictionaries(
+    st.sampled_from(TOPICS),
+    st.lists(st.tuples(st.integers(0, 6), st.sampled_from("ab")), max_size=12),
+))
+def test_release_in_runs_equals_the_earliest_head_rule(queues):
+    aligner = EventTimeAligner(TOPICS, max_idle_s=IDLE)
+    for topic, items in queues.items():
+        aligner.add(topic, 0, [(key, offset, f"{topic}:{key}") for offset, key in enumerate(items)])
+    assert aligner.release(0.0, lambda topic, partition: True) == _one_at_a_time(queues)
+    assert len(aligner) == 0
+
+
+def test_a_run_stops_where_a_queue_that_is_not_caught_up_runs_dry():
+    feed = Feed()
+    feed.caught_up = {("shares", 0)}
+    clicks = [feed.add("clicks", 0, t=t) for t in (1, 2, 3)]
+    purchase = feed.add("purchases", 0, t=2)
+    # purchases@2 goes after clicks@2 (clicks listed first); then purchases is empty and not
+    # caught up: clicks@3 waits for it.
+    assert feed.release(now=0.0) == [clicks[0], clicks[1], purchase]
+    assert len(feed.aligner) == 1
