@@ -6,6 +6,10 @@ small fixed set of values only (topics, stages, reason codes): never customer or
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -106,3 +110,24 @@ class JourneyMetrics:
             buckets=FRESHNESS_BUCKETS,
             registry=r,
         )
+
+
+def observe_many(histogram: Histogram, amounts: Iterable[float]) -> None:
+    """`histogram.observe(a)` for each amount, with one locked update per bucket instead of per amount.
+
+    The sink observes two histograms per stored row; per-row `observe` cost ~2.5 us a row.
+    Uses prometheus_client's bucket internals (stable since 0.4); a unit test compares the
+    result with plain `observe`, so a change there fails loudly.
+    """
+    histogram._raise_if_not_observable()
+    bounds = histogram._upper_bounds
+    tally: Tally[int] = Tally()
+    total = 0.0
+    for amount in amounts:
+        tally[bisect_left(bounds, amount)] += 1  # first bound >= amount, as `observe` picks
+        total += amount
+    if not tally:
+        return
+    histogram._sum.inc(total)
+    for index, count in tally.items():
+        histogram._buckets[index].inc(count)

@@ -17,7 +17,7 @@ from aiokafka.structs import TopicPartition
 from mode import Service
 from pydantic import ValidationError
 
-from journey.metrics import JourneyMetrics
+from journey.metrics import JourneyMetrics, observe_many
 from journey.settings import Settings
 from schemas import Transition
 from schemas.rejections import Rejection
@@ -107,8 +107,7 @@ class SinkService(Service):
         except CommitFailedError as exc:
             log.info("commit skipped (%s): the next owner re-inserts these rows, which replace themselves", exc)
         now_ms = time.time() * 1000
-        for record in records:
-            self.metrics.pipeline_latency.observe(max(0.0, (now_ms - record.timestamp) / 1000))
+        observe_many(self.metrics.pipeline_latency, [max(0.0, (now_ms - r.timestamp) / 1000) for r in records])
 
     async def _decode(self, records: list[Any]) -> list[Transition]:
         batch: list[Transition] = []
@@ -144,8 +143,7 @@ class SinkService(Service):
         self.metrics.sink_batch_rows.observe(len(batch))
         self.metrics.sink_rows.inc(len(batch))
         now = time.time()
-        for transition in batch:
-            self.metrics.event_lag.observe(max(0.0, now - transition.occurred_at.timestamp()))
+        observe_many(self.metrics.event_lag, [max(0.0, now - t.occurred_at.timestamp()) for t in batch])
         return True
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
