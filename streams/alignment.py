@@ -146,14 +146,11 @@ class EventTimeAligner:
                     return
                 expired, most = "buffer_full", self._size - self.max_buffered + 1
             taken = 0
-            if bound is None:
-                while taken < most:
-                    out.append(best.popleft()[2])
-                    taken += 1
-            else:
-                while taken < most and best and (best[0][0] <= bound if inclusive else best[0][0] < bound):
-                    out.append(best.popleft()[2])
-                    taken += 1
+            while taken < most and best and (
+                bound is None or (best[0][0] <= bound if inclusive else best[0][0] < bound)
+            ):
+                out.append(best.popleft()[2])
+                taken += 1
             self._size -= taken
             if expired is not None:
                 self.forced[expired] += taken

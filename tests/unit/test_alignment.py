@@ -242,3 +242,20 @@ def test_a_run_stops_where_a_queue_that_is_not_caught_up_runs_dry():
     # caught up: clicks@3 waits for it.
     assert feed.release(now=0.0) == [clicks[0], clicks[1], purchase]
     assert len(feed.aligner) == 1
+
+
+def test_a_full_buffer_forces_release_across_queues():
+    feed = Feed(max_buffered=4)
+    clicks = [feed.add("clicks", 0, t=t) for t in (1, 3)]
+    purchases = [feed.add("purchases", 0, t=t) for t in (2, 4, 5, 6)]
+    # 6 held, limit 4: three go (6 - 4 + 1), earliest heads first, across both queues.
+    assert feed.release(now=0.0) == [clicks[0], purchases[0], clicks[1]]
+    assert feed.aligner.forced["buffer_full"] == 3
+
+
+def test_a_full_buffer_drains_a_partition_that_holds_less_than_the_excess():
+    feed = Feed(max_buffered=3)
+    held = [feed.add("clicks", 1, t=t) for t in (1, 2, 3, 4)]  # partition 1 waits on the others
+    few = [feed.add("clicks", 0, t=t) for t in (5, 6)]
+    # 6 held, limit 3: four forced (6 - 3 + 1); partition 0 gives its only 2, partition 1 the rest.
+    assert feed.release(now=0.0) == few + held[:2]
