@@ -109,10 +109,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from fivea import replay
+    from journey.gc_tuning import tune_gc_for_batches
     from journey.rules_file import load_rules
     from schemas.rejections import Rejection, decode
 
     rules = load_rules(args.rules)
+    tune_gc_for_batches()  # it holds every event: the default collector rescans them all, again and again
     events, rejected = [], 0
     for number, line in enumerate(_lines(args.events), 1):
         line = line.rstrip(b"\r\n")

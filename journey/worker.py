@@ -8,9 +8,11 @@ restarts the process.
 from __future__ import annotations
 
 import logging
+
 from mode import Worker
 
 from journey.errors import JourneyError
+from journey.gc_tuning import tune_gc_for_batches
 from journey.health import serve
 from journey.kafka_admin import create_topics, partition_counts
 from journey.kafka_security import kafka_client_config
@@ -72,6 +74,7 @@ def run_worker(settings: Settings) -> None:
         serve(metrics.registry, settings.metrics_host, settings.metrics_port, ready=lambda: _ready(services))
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
     worker = Worker(*services, loglevel=settings.log_level.upper(), override_logging=True, quiet=True)
+    tune_gc_for_batches()
     worker.execute_from_commandline()
 
 
