@@ -19,8 +19,11 @@ from sinks.contract import SinkUnavailable
 
 
 def _naive_utc(moment: datetime) -> datetime:
-    # The driver reads naive datetimes in the column's timezone, which is UTC.
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    # The driver reads naive datetimes in the column's timezone, which is UTC. Transitions are
+    # UTC already (schemas normalise), so the conversion is usually skipped.
+    if moment.tzinfo is not timezone.utc:
+        moment = moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=None)
 
 
 def transition_row(t: Transition) -> tuple:
