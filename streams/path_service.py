@@ -175,7 +175,7 @@ class PathService(Service):
                 changelog.add(self.store.topic, partition, key, value)
             # The tables change only now, with the changelog offset that holds these states:
             # a table that outlives the process (rocksdb) is then always a changelog prefix.
-            self.store.commit(states, await changelog.send())
+            self.store.commit_states(states, await changelog.send())
 
         for (topic, outcome_name), n in counts.items():
             self.metrics.events.labels(topic, outcome_name).inc(n)

@@ -81,7 +81,8 @@ class StateStore:
         raise NotImplementedError
 
     # -- shared ----------------------------------------------------------------------------
-    def commit(self, states: Iterable[tuple[int, bytes, bytes]], last_offsets: dict[tuple[str, int], int]) -> None:
+    def commit_states(self, states: Iterable[tuple[int, bytes, bytes]],
+                      last_offsets: dict[tuple[str, int], int]) -> None:
         """Store a batch's states once the changelog holds them (`last_offsets`: the producer's acks)."""
         changes: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
         for partition, key, value in states:

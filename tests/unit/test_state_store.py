@@ -80,7 +80,7 @@ def commit(store: StateStore, changelog: Changelog, partition: int, **states: by
     """What the path does per batch: the changelog first, then the table with its acknowledged offset."""
     pairs = [(key.encode(), value) for key, value in states.items()]
     acked = changelog.append(partition, *pairs)
-    store.commit([(partition, key, value) for key, value in pairs], acked)
+    store.commit_states([(partition, key, value) for key, value in pairs], acked)
 
 
 @pytest.fixture(params=["memory", "rocksdb"])
@@ -127,7 +127,7 @@ def test_states_without_an_acknowledged_offset_are_refused(new_store):
     store = new_store()
     recover(store, Changelog(), 0)
     with pytest.raises(ValueError, match="no acknowledged changelog offset"):
-        store.commit([(0, b"a", b"1")], {("another-topic", 0): 4})
+        store.commit_states([(0, b"a", b"1")], {("another-topic", 0): 4})
 
 
 def test_a_kept_partition_catches_up_from_its_offset(new_store):
