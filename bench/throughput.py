@@ -641,10 +641,12 @@ def measure_store(broker: LocalService, clickhouse: LocalService, workdir: Path,
     pipeline.journey("topics")
     events, tail = pipeline.workdir / "one-event-each.jsonl", pipeline.workdir / "tail.jsonl"
     write_one_event_each(events, customers)
-    tail.write_bytes(b"".join(orjson.dumps({
-        "type": "clickstream", "schema_version": 1, "event_id": f"t-{customer}", "customer_id": customer,
-        "occurred_at": "2026-03-02T00:00:00Z", "action": "page_view"}) + b"\n" for customer in tail_customers(partitions)))
-    env = {"JOURNEY_ROLE": "stream", "JOURNEY_STATE_STORE": backend, "JOURNEY_STATE_DIR": str(pipeline.workdir / "state")}
+    tail.write_bytes(b"".join(
+        orjson.dumps({"type": "clickstream", "schema_version": 1, "event_id": f"t-{customer}", "customer_id": customer,
+                      "occurred_at": "2026-03-02T00:00:00Z", "action": "page_view"}) + b"\n"
+        for customer in tail_customers(partitions)))
+    env = {"JOURNEY_ROLE": "stream", "JOURNEY_STATE_STORE": backend,
+           "JOURNEY_STATE_DIR": str(pipeline.workdir / "state")}
     proc, port = pipeline.start_worker(**env)
     try:
         wait_ready(port, proc)
