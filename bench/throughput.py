@@ -88,6 +88,41 @@ def self_cpu_seconds() -> float:
 
 
 @dataclass
+class StoreRun:
+    """A stream-role worker with one state store, one new customer per event, then a restart."""
+
+    backend: str
+    customers: int
+    rss_before_mib: float = 0.0  # ready, idle
+    rss_after_mib: float = 0.0  # every customer applied, batches settled
+    peak_rss_mib: float = 0.0
+    apply_s: float = 0.0  # `journey produce` start -> every event applied (the producer runs meanwhile)
+    cpu_s: float = 0.0  # the worker's CPU over the same span
+    disk_bytes: int = 0  # allocated size of the state directory after a clean stop
+    restart_ready_s: float = 0.0  # the restarted process's start -> /readyz
+    restart_recovery_s: float = 0.0  # its recovery log line
+    restart_records: int = 0  # changelog records it read back
+    restart_incremental: int = 0  # partitions caught up from their table's offset
+    restart_customers: int = 0  # customers it holds afterwards
+
+    @property
+    def bytes_per_customer(self) -> float:
+        return (self.rss_after_mib - self.rss_before_mib) * 1024 * 1024 / self.customers
+
+    @property
+    def disk_per_customer(self) -> float:
+        return self.disk_bytes / self.customers
+
+    @property
+    def apply_rate(self) -> float:
+        return self.customers / self.apply_s if self.apply_s else 0.0
+
+    @property
+    def per_cpu(self) -> float:
+        return self.customers / self.cpu_s if self.cpu_s else 0.0
+
+
+@dataclass
 class Figures:
     command: str = ""
     started_utc: str = ""
@@ -144,9 +179,8 @@ class Figures:
     freshness_p99: float = float("nan")
     freshness_within_1s: float = 0.0
     freshness_within_3s: float = 0.0
-    memory_customers: int = 1_000_000
-    memory_rss_before_mib: float = 0.0
-    memory_rss_after_mib: float = 0.0
+    memory: StoreRun | None = None  # the in-memory store at --memory-customers (target 3)
+    rocksdb: StoreRun | None = None  # the disk-backed store at --store-customers
     profile_samples: int = 0
     profile_own: list[tuple[float, str]] = field(default_factory=list)
     profile_inclusive: list[tuple[float, str]] = field(default_factory=list)
@@ -188,11 +222,6 @@ class Figures:
     @property
     def two_rate(self) -> float:
         return self.events / self.two_wall_s if self.two_wall_s else 0.0
-
-    @property
-    def bytes_per_customer(self) -> float:
-        grown = (self.memory_rss_after_mib - self.memory_rss_before_mib) * 1024 * 1024
-        return grown / self.memory_customers if self.memory_customers else 0.0
 
     @property
     def raw_per_cpu(self) -> float:
@@ -554,37 +583,100 @@ def measure_freshness(broker: LocalService, clickhouse: LocalService, workdir: P
     fig.freshness_within_3s = within.get(3.0, 0) / max(fig.freshness_rows, 1)
 
 
-def measure_memory(broker: LocalService, clickhouse: LocalService, workdir: Path, fig: Figures) -> None:
-    """Resident memory a stream worker adds per tracked customer, with `fig.memory_customers` of them."""
-    pipeline = phase_pipeline(broker, clickhouse, workdir / "memory", fig.partitions)
-    pipeline.journey("topics")
-    events = pipeline.workdir / "one-event-each.jsonl"
-    with events.open("wb") as out:
-        for i in range(fig.memory_customers):
+def write_one_event_each(path: Path, customers: int, prefix: str = "cust") -> None:
+    with path.open("wb") as out:
+        for i in range(customers):
             out.write(orjson.dumps({
-                "type": "clickstream", "schema_version": 1, "event_id": f"m{i:09d}", "customer_id": f"cust{i:09d}",
+                "type": "clickstream", "schema_version": 1, "event_id": f"m{i:09d}", "customer_id": f"{prefix}{i:09d}",
                 "occurred_at": f"2026-03-01T00:{i // 60_000 % 60:02d}:{i // 1000 % 60:02d}.{i % 1000:03d}Z",
                 "action": "page_view", "channel": "direct"}) + b"\n")
-    proc, port = pipeline.start_worker(JOURNEY_ROLE="stream")
+
+
+def tail_customers(partitions: int) -> list[str]:
+    """One customer id per partition: ids for events that end each changelog partition."""
+    from streams.kafka_io import partition_for
+
+    found: dict[int, str] = {}
+    for i in range(100_000):
+        found.setdefault(partition_for(f"tail{i}", partitions), f"tail{i}")
+        if len(found) == partitions:
+            break
+    return [found[p] for p in sorted(found)]
+
+
+def allocated_bytes(directory: Path) -> int:
+    """What `du` counts: allocated blocks, not apparent sizes."""
+    return sum(f.stat().st_blocks * 512 for f in directory.rglob("*") if f.is_file()) if directory.exists() else 0
+
+
+RECOVERED = re.compile(r"recovered: (\d+) changelog records \((\d+) partitions caught up from their table's offset\) "
+                       r"in ([\d.]+)s, (\d+) customers held")
+
+
+def wait_applied(port: int, proc: subprocess.Popen, wanted: int, what: str) -> None:
+    accepted = 0.0
+    while accepted < wanted:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {proc.returncode}")
+        samples = scrape(port)
+        accepted = sum(v for k, v in samples.items()
+                       if k.startswith("journey_events_consumed_total{") and 'outcome="accepted"' in k)
+        say(f"  {what}: {accepted:,.0f} / {wanted:,} customers applied", end="\r")
+        time.sleep(0.5)
+    print(file=sys.stderr)
+
+
+def measure_store(broker: LocalService, clickhouse: LocalService, workdir: Path, partitions: int,
+                  backend: str, customers: int) -> StoreRun:
+    """Resident memory and disk a stream worker adds per tracked customer, its apply rate, and its restart.
+
+    One new customer per event, produced into a running worker. Then a clean stop and a restart
+    with the same state directory, timed to /readyz. Tansu reports a partition's end one record
+    batch short unless that batch holds one record (DESIGN.md §5), and a table whose offset lies
+    past the reported end is rebuilt: so the phase ends with one event per partition, produced
+    one record per batch, which makes each changelog partition's last batch a single record.
+    """
+    run = StoreRun(backend, customers)
+    pipeline = phase_pipeline(broker, clickhouse, workdir / f"store-{backend}", partitions)
+    pipeline.journey("topics")
+    events, tail = pipeline.workdir / "one-event-each.jsonl", pipeline.workdir / "tail.jsonl"
+    write_one_event_each(events, customers)
+    tail.write_bytes(b"".join(
+        orjson.dumps({"type": "clickstream", "schema_version": 1, "event_id": f"t-{customer}", "customer_id": customer,
+                      "occurred_at": "2026-03-02T00:00:00Z", "action": "page_view"}) + b"\n"
+        for customer in tail_customers(partitions)))
+    env = {"JOURNEY_ROLE": "stream", "JOURNEY_STATE_STORE": backend,
+           "JOURNEY_STATE_DIR": str(pipeline.workdir / "state")}
+    proc, port = pipeline.start_worker(**env)
     try:
         wait_ready(port, proc)
         time.sleep(2.0)
-        fig.memory_rss_before_mib = rss_mib(proc.pid)
+        run.rss_before_mib = rss_mib(proc.pid)
+        cpu0, started = cpu_seconds(proc.pid), time.monotonic()
         run_produce(pipeline, events)
-        accepted = 0.0
-        while accepted < fig.memory_customers:
-            if proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {proc.returncode}")
-            samples = scrape(port)
-            accepted = sum(v for k, v in samples.items()
-                           if k.startswith("journey_events_consumed_total{") and 'outcome="accepted"' in k)
-            say(f"  memory: {accepted:,.0f} / {fig.memory_customers:,} customers applied", end="\r")
-            time.sleep(0.5)
+        wait_applied(port, proc, customers, backend)
+        run.apply_s, run.cpu_s = time.monotonic() - started, cpu_seconds(proc.pid) - cpu0
         time.sleep(3.0)  # let batches in flight settle
-        fig.memory_rss_after_mib = rss_mib(proc.pid)
+        run.rss_after_mib, run.peak_rss_mib = rss_mib(proc.pid), peak_rss_mib(proc.pid)
+        run_produce(pipeline, tail, JOURNEY_PRODUCER_MAX_BATCH_SIZE="1")
+        wait_applied(port, proc, customers + partitions, f"{backend}, last event per partition")
     finally:
         pipeline.stop_workers()
-    print(file=sys.stderr)
+    run.disk_bytes = allocated_bytes(pipeline.workdir / "state")
+    say(f"  {backend}: restarting the worker on the same state")
+    started = time.monotonic()
+    proc, port = pipeline.start_worker(**env)
+    try:
+        wait_ready(port, proc, timeout=1200)
+        run.restart_ready_s = time.monotonic() - started
+    finally:
+        pipeline.stop_workers()
+    found = RECOVERED.search(worker_log(pipeline).read_text(errors="replace"))
+    if found is None:
+        raise RuntimeError(f"no recovery line in {worker_log(pipeline)}")
+    run.restart_records, run.restart_incremental = int(found.group(1)), int(found.group(2))
+    run.restart_recovery_s, run.restart_customers = float(found.group(3)), int(found.group(4))
+    return run
 
 
 def summarise_metrics(samples: dict[str, float]) -> dict[str, float]:
@@ -780,11 +872,87 @@ def figures_table(fig: Figures) -> list[tuple[str, str]]:
                          f"{'yes' if fig.two_equal else 'NO'}") if fig.two_wall_s else "not run"),
         ("offline replay", f"{fig.events / fig.replay_s if fig.replay_s else 0:,.0f} events/s "
                            f"(`journey replay`, {fig.replay_s:.1f} s incl. process start; for scale)"),
+        *((f"{run.backend} store", store_summary(run)) for run in (fig.memory, fig.rocksdb) if run is not None),
     ]
+
+
+def store_summary(run: StoreRun) -> str:
+    disk = f", {run.disk_per_customer:,.0f} B disk" if run.disk_bytes else ""
+    return (f"{run.customers:,} customers: {run.bytes_per_customer:,.0f} B RSS{disk} per customer; "
+            f"{run.apply_rate:,.0f} events/s applied; restart ready in {run.restart_ready_s:.1f} s after reading "
+            f"{run.restart_records:,} changelog records (`state_store.md`)")
 
 
 def _verdict(ok: bool) -> str:
     return "met" if ok else "**not met**"
+
+
+def store_target(rocksdb: StoreRun, memory: StoreRun | None) -> tuple[str, str, str, str]:
+    """Target 3's disk-backed store: RAM that does not grow with the population, a restart that resumes."""
+    compared = (f"; in-memory store {memory.bytes_per_customer:,.0f} B at {memory.customers:,}" if memory else "")
+    return ("3. disk-backed store (RocksDB)", "<= 100 B RSS per customer; a restart resumes from disk",
+            f"{rocksdb.bytes_per_customer:,.0f} B RSS + {rocksdb.disk_per_customer:,.0f} B disk per customer at "
+            f"{rocksdb.customers:,} customers{compared}; restart read {rocksdb.restart_records:,} changelog records, "
+            f"ready in {rocksdb.restart_ready_s:.1f} s",
+            _verdict(rocksdb.bytes_per_customer <= 100 and rocksdb.restart_incremental > 0))
+
+
+def store_rows(runs: list[StoreRun]) -> list[str]:
+    """One markdown table, a column per store run."""
+    def row(name: str, value: Any) -> str:
+        return f"| {name} | " + " | ".join(value(run) for run in runs) + " |"
+
+    return [
+        "| | " + " | ".join(f"`{run.backend}`" for run in runs) + " |",
+        "|---|" + "---|" * len(runs),
+        row("customers", lambda r: f"{r.customers:,}"),
+        row("**RSS per customer**", lambda r: f"**{r.bytes_per_customer:,.0f} B** (RSS {r.rss_before_mib:,.0f} -> "
+                                              f"{r.rss_after_mib:,.0f} MiB; peak {r.peak_rss_mib:,.0f} MiB)"),
+        row("**disk per customer**", lambda r: f"**{r.disk_per_customer:,.0f} B** ({r.disk_bytes / 2**20:,.0f} MiB)"
+            if r.disk_bytes else "—"),
+        row("apply rate", lambda r: f"{r.apply_rate:,.0f} events/s ({r.apply_s:.1f} s from produce start); "
+                                    f"{r.per_cpu:,.0f} events/CPU-s ({r.cpu_s:.1f} CPU-s)"),
+        row("**restart**", lambda r: f"**ready in {r.restart_ready_s:.1f} s**: read {r.restart_records:,} "
+                                     f"changelog records in {r.restart_recovery_s:.1f} s, "
+                                     f"{r.restart_incremental} partitions resumed from their table, "
+                                     f"{r.restart_customers:,} customers held"),
+    ]
+
+
+def render_stores(fig: Figures, runs: list[StoreRun]) -> str:
+    return "\n".join([
+        "# State stores: in memory vs on disk (RocksDB)",
+        "",
+        f"Written by `bench/throughput.py` on {fig.started_utc} (UTC). Re-run to overwrite; see `bench/README.md`.",
+        "",
+        "## Command",
+        "",
+        "```",
+        fig.command,
+        "```",
+        "",
+        "## Figures",
+        "",
+        *store_rows(runs),
+        "",
+        "## How to read",
+        "",
+        "Each column is a stream-role worker (`JOURNEY_ROLE=stream`: no sink) with one store, on fresh topics "
+        "with 8 partitions, fed one event per new customer by `journey produce` while it runs. *RSS per "
+        "customer* is the growth of its resident set from ready to every customer applied, divided by the "
+        "customers (an upper bound: fetch buffers and allocator slack included; for RocksDB the block cache "
+        "and memtables are bounded by `streams/state_store.py`, so this figure falls as the population grows). "
+        "*Disk* is the allocated size of the state directory after a clean stop. The *apply rate* runs from "
+        "the producer's start to the last event applied, so the producer shares the 2 cores for its first "
+        "part; events per CPU-second of the worker are steadier. The *restart* is a clean stop and a new "
+        "process on the same state directory, timed from process start to `/readyz` (group join included, "
+        "several seconds on Tansu): the memory store reads its whole changelog back, the RocksDB store only "
+        "what was written after its tables' offsets. Wall times on this shared machine are indicative.",
+        "",
+        *machine_section(fig.machine, fig.versions, [
+            f"- load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in fig.load_before)}; "
+            f"after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"]),
+    ])
 
 
 def targets_table(fig: Figures) -> list[tuple[str, str, str, str]]:
@@ -807,11 +975,13 @@ def targets_table(fig: Figures) -> list[tuple[str, str, str, str]]:
                      f"events/s ({fig.freshness_within_1s:.1%} of {fig.freshness_rows:,} rows within 1 s, "
                      f"{fig.freshness_within_3s:.1%} within 3 s)",
                      _verdict(fig.freshness_within_1s >= 0.5 and fig.freshness_within_3s >= 0.99)))
-    if fig.memory_rss_after_mib:
+    if fig.memory:
         rows.append(("3. memory per tracked customer", "<= 300 B (in-memory store)",
-                     f"{fig.bytes_per_customer:,.0f} B at {fig.memory_customers:,} customers (RSS "
-                     f"{fig.memory_rss_before_mib:,.0f} -> {fig.memory_rss_after_mib:,.0f} MiB)",
-                     _verdict(fig.bytes_per_customer <= 300)))
+                     f"{fig.memory.bytes_per_customer:,.0f} B at {fig.memory.customers:,} customers (RSS "
+                     f"{fig.memory.rss_before_mib:,.0f} -> {fig.memory.rss_after_mib:,.0f} MiB)",
+                     _verdict(fig.memory.bytes_per_customer <= 300)))
+    if fig.rocksdb:
+        rows.append(store_target(fig.rocksdb, fig.memory))
     if fig.two_wall_s:
         rows.append(("4. scale-out, two workers", ">= 1.7x one worker",
                      f"{scale:.2f}x ({fig.two_rate:,.0f} vs {fig.pipeline_rate:,.0f} events/s, cold start to last "
@@ -914,7 +1084,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--freshness-seconds", type=float, default=30,
                         help="length of the paced freshness run (0 skips it) [%(default)s]")
     parser.add_argument("--memory-customers", type=int, default=1_000_000,
-                        help="customers for the memory run (0 skips it) [%(default)s]")
+                        help="customers for the in-memory store run (0 skips it) [%(default)s]")
+    parser.add_argument("--store-customers", type=int, default=3_000_000,
+                        help="customers for the RocksDB store run (0 skips it) [%(default)s]")
+    parser.add_argument("--store-only", action="store_true",
+                        help="only the state-store runs, both at --store-customers (--memory-customers 0 skips "
+                             "the in-memory one); writes only the state-store results")
+    parser.add_argument("--store-results", type=Path,
+                        help="state-store results file [state_store.md next to --results]")
     parser.add_argument("--exact-offsets", action="store_true",
                         help="feed the measured runs one record per batch (exact end offsets on Tansu; slow)")
     parser.add_argument("--profile", action="store_true",
@@ -927,32 +1104,11 @@ def _interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.exact_offsets:
-        EXACT_OFFSETS["JOURNEY_PRODUCER_MAX_BATCH_SIZE"] = "1"
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
-    fig = Figures(partitions=args.partitions)
-    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
-    fig.command = f"cd {shlex.quote(os.getcwd())} && {python} -m bench.throughput {shlex.join(sys.argv[1:] if argv is None else argv)}".rstrip()
-    fig.started_utc = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    fig.machine = describe_machine()
-    fig.load_before = os.getloadavg()
-
-    workdir = Path(tempfile.mkdtemp(prefix="journey-bench-"))
-    say(f"working in {workdir}")
-    services: list[LocalService] = []
+def run_throughput(args: argparse.Namespace, fig: Figures, broker: LocalService, clickhouse: LocalService,
+                   workdir: Path) -> None:
+    """Issue 6's throughput phases: raw read, Faust baseline, one worker, two workers, freshness."""
     pipeline: Pipeline | None = None
-    ok = False
     try:
-        say("starting Tansu and clickhouse-server")
-        broker = start_broker(workdir / "tansu")
-        services.append(broker)
-        clickhouse = start_clickhouse(workdir / "clickhouse", log_level="warning")
-        services.append(clickhouse)
-        say(f"  broker {broker.address}, ClickHouse {clickhouse.address}")
-
         events_file = workdir / "events.jsonl"
         say(f"generating >= {args.events:,} events (seed {args.seed})")
         t = time.monotonic()
@@ -1028,32 +1184,79 @@ def main(argv: list[str] | None = None) -> int:
             say("freshness: a running worker fed at half its measured rate")
             measure_freshness(broker, clickhouse, workdir, fig, args.freshness_seconds)
             say(f"  p50 {fig.freshness_p50:.2f} s, p99 {fig.freshness_p99:.2f} s over {fig.freshness_rows:,} rows")
-        if args.memory_customers > 0:
-            fig.memory_customers = args.memory_customers
-            say(f"memory: a stream worker tracking {fig.memory_customers:,} customers")
-            measure_memory(broker, clickhouse, workdir, fig)
-            say(f"  {fig.bytes_per_customer:,.0f} bytes per customer")
+    finally:
+        if pipeline is not None:
+            pipeline.stop_workers()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.exact_offsets:
+        EXACT_OFFSETS["JOURNEY_PRODUCER_MAX_BATCH_SIZE"] = "1"
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+    fig = Figures(partitions=args.partitions)
+    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else sys.executable
+    fig.command = f"cd {shlex.quote(os.getcwd())} && {python} -m bench.throughput {shlex.join(sys.argv[1:] if argv is None else argv)}".rstrip()
+    fig.started_utc = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    fig.machine = describe_machine()
+    fig.load_before = os.getloadavg()
+
+    workdir = Path(tempfile.mkdtemp(prefix="journey-bench-"))
+    say(f"working in {workdir}")
+    services: list[LocalService] = []
+    ok = False
+    try:
+        say("starting Tansu and clickhouse-server")
+        broker = start_broker(workdir / "tansu")
+        services.append(broker)
+        clickhouse = start_clickhouse(workdir / "clickhouse", log_level="warning")
+        services.append(clickhouse)
+        say(f"  broker {broker.address}, ClickHouse {clickhouse.address}")
+
+        if args.store_only:
+            fig.versions = describe_versions(Pipeline(broker, clickhouse, workdir), broker)
+        else:
+            run_throughput(args, fig, broker, clickhouse, workdir)
+        memory_customers = args.store_customers if args.store_only and args.memory_customers else args.memory_customers
+        for backend, customers in (("memory", memory_customers), ("rocksdb", args.store_customers)):
+            if customers > 0:
+                say(f"{backend} store: a stream worker tracking {customers:,} customers, then restarted")
+                run = measure_store(broker, clickhouse, workdir, args.partitions, backend, customers)
+                setattr(fig, backend, run)
+                say(f"  {run.bytes_per_customer:,.0f} B RSS and {run.disk_per_customer:,.0f} B disk per customer; "
+                    f"restart ready in {run.restart_ready_s:.1f} s ({run.restart_records:,} changelog records read)")
         fig.load_after = os.getloadavg()
 
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(render(fig))
+        runs = [run for run in (fig.memory, fig.rocksdb) if run is not None]
+        written = []
+        if fig.rocksdb is not None:
+            store_results = args.store_results or args.results.with_name("state_store.md")
+            store_results.parent.mkdir(parents=True, exist_ok=True)
+            store_results.write_text(render_stores(fig, runs))
+            written.append(store_results)
         print(file=sys.stderr)
-        width = max(len(name) for name, _ in figures_table(fig))
-        for name, value in figures_table(fig):
-            print(f"{name.strip('*'):<{width}}  {value.replace('**', '')}")
-        print()
-        for target, wanted, measured, verdict in targets_table(fig):
-            print(f"{target:<34} {wanted:<26} {verdict.replace('**', ''):<8} {measured}")
-        print(f"\nwritten: {args.results}")
-        ok = fig.equal_to_replay and (args.skip_two or fig.two_equal)
+        if not args.store_only:
+            args.results.parent.mkdir(parents=True, exist_ok=True)
+            args.results.write_text(render(fig))
+            written.append(args.results)
+            width = max(len(name) for name, _ in figures_table(fig))
+            for name, value in figures_table(fig):
+                print(f"{name.strip('*'):<{width}}  {value.replace('**', '')}")
+            print()
+            for target, wanted, measured, verdict in targets_table(fig):
+                print(f"{target:<34} {wanted:<26} {verdict.replace('**', ''):<8} {measured}")
+        elif runs:
+            print("\n".join(line.replace("**", "") for line in store_rows(runs)))
+        print(f"\nwritten: {', '.join(map(str, written)) or 'nothing'}")
+        resumed = fig.rocksdb is None or fig.rocksdb.restart_incremental == args.partitions
+        ok = resumed and (args.store_only or (fig.equal_to_replay and (args.skip_two or fig.two_equal)))
         return 0 if ok else 1
     except KeyboardInterrupt:
         print(file=sys.stderr)
         say("interrupted: stopping everything")
         return 130
     finally:
-        if pipeline is not None:
-            pipeline.stop_workers()
         for service in reversed(services):
             service.stop()
         if ok and not args.keep:

@@ -60,6 +60,17 @@ class Settings(BaseSettings):
     align_max_idle_ms: int = Field(500, ge=0, description="max wait for a lagging input partition")
     max_event_bytes: int = Field(65_536, ge=256, description="larger payloads are dead-lettered")
 
+    # Customer state
+    state_store: Literal["memory", "rocksdb"] = Field(
+        "memory",
+        description="where the path keeps customer states: memory, or rocksdb on local disk (larger "
+        "populations, fast restarts); the changelog topic backs both",
+    )
+    state_dir: Path = Field(
+        Path("journey-state"),
+        description="rocksdb store's directory, one per worker (<dir>/<changelog topic>/<partition>)",
+    )
+
     # ClickHouse
     clickhouse_url: str = Field(
         "clickhouse://default@127.0.0.1:9000/journey",

@@ -6,7 +6,7 @@ encoded states; it returns what to publish and which states changed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fivea import CustomerState, Rules, advance
@@ -26,7 +26,7 @@ class PathProcessor:
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
 
-    def apply(self, events: Iterable[AnyEvent], states: MutableMapping[bytes, bytes]) -> BatchOutcome:
+    def apply(self, events: Iterable[AnyEvent], states: Mapping[bytes, bytes]) -> BatchOutcome:
         outcome = BatchOutcome()
         touched: dict[bytes, CustomerState] = {}
         loaded: dict[bytes, CustomerState | None] = {}

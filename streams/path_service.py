@@ -33,7 +33,7 @@ from streams.alignment import EventTimeAligner
 from streams.deadletter import quarantine
 from streams.kafka_io import Outbox, Rebalance, new_group_consumer, new_producer, new_reader, partition_for
 from streams.path_processor import PathProcessor
-from streams.state_store import StateStore
+from streams.state_store import new_state_store
 
 log = logging.getLogger("journey.path")
 
@@ -55,7 +55,7 @@ class PathService(Service):
         self.inputs = (*settings.input_topics.values(), settings.topic_rekeyed)
         self.aligner = EventTimeAligner(self.inputs, settings.align_max_idle_ms / 1000)
         self.processor = PathProcessor(rules)
-        self.store = StateStore(changelog_topic(settings))
+        self.store = new_state_store(settings.state_store, changelog_topic(settings), settings.state_dir)
         self._lock = asyncio.Lock()
         self._generation = 0  # bumped on revocation: records fetched before it are fetched again
         self._assigned: set[int] = set()
@@ -90,6 +90,7 @@ class PathService(Service):
             except KafkaError as exc:
                 log.warning("final commit failed (%s): the next owner replays a few events", exc)
             await self.consumer.stop()
+            self.store.close()
         await self.reader.stop()
         await self.producer.stop()
 
@@ -160,7 +161,6 @@ class PathService(Service):
                         transition.model_dump_json().encode(), timestamp_ms=produced_ms.get(transition.trigger_event_id))
                 by_stage[(transition.from_stage, transition.to_stage)] += 1
             for key, value in outcome.changed.items():
-                table[key] = value
                 states.append((partition, key, value))
             transitions += len(outcome.transitions)
             duplicates += outcome.duplicates
@@ -175,7 +175,9 @@ class PathService(Service):
             changelog = Outbox(self.producer)
             for partition, key, value in states:
                 changelog.add(self.store.topic, partition, key, value)
-            self.store.written(await changelog.send())
+            # The tables change only now, with the changelog offset that holds these states:
+            # a table that outlives the process (rocksdb) is then always a changelog prefix.
+            self.store.commit_states(states, await changelog.send())
 
         for (topic, outcome_name), n in counts.items():
             self.metrics.events.labels(topic, outcome_name).inc(n)
@@ -257,9 +259,9 @@ class PathService(Service):
         result = await self.store.recover(self.reader, partitions)
         self._to_recover.clear()
         log.info(
-            "state of partitions %s recovered: %d changelog records (%d partitions caught up from memory) "
-            "in %.2fs, %d customers held", partitions, result.records, result.incremental,
-            time.perf_counter() - started, len(self.store),
+            "state of partitions %s recovered: %d changelog records (%d partitions caught up from their "
+            "table's offset) in %.2fs, %d customers held (%s, %s)", partitions, result.records, result.incremental,
+            time.perf_counter() - started, len(self.store), self.settings.state_store, self.store.counting,
         )
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:

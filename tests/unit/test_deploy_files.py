@@ -332,6 +332,9 @@ def test_volumes_are_declared_and_bind_mounts_exist(compose, services):
     for name, service in services.items():
         for volume in service.get("volumes", []):
             source = volume.split(":", 1)[0] if isinstance(volume, str) else volume.get("source", "")
+            if not source:
+                assert isinstance(volume, dict) and volume["type"] == "volume", f"{name}: {volume}"
+                continue  # anonymous: one per container
             if source.startswith((".", "/")):
                 assert (ROOT / source).exists(), f"{name}: bind mount {source} does not exist"
             else:
@@ -686,3 +689,12 @@ def test_compose_spec_schema_catches_mistakes(compose, mutation):
     elif mutation == "non-string image":
         worker["image"] = 5
     assert compose_spec_errors(broken), f"{mutation} was accepted"
+
+
+def test_worker_state_dir_is_a_volume_of_its_own(services):
+    """A rocksdb state directory belongs to one worker: a per-container volume, not a shared one."""
+    worker = services["worker"]
+    state_dir = environment(worker)["JOURNEY_STATE_DIR"]
+    mounts = [v for v in worker["volumes"] if isinstance(v, dict) and v.get("target") == state_dir]
+    assert mounts and mounts[0]["type"] == "volume" and not mounts[0].get("source"), worker["volumes"]
+    assert f"JOURNEY_STATE_DIR={state_dir}" in DOCKERFILE.read_text()
