@@ -3,7 +3,9 @@
 One agent over the three input topics; per event: validate, read the customer's state from a
 changelog-backed Faust table, apply the 5A core, write the state back (one changelog record per
 event) and send each transition (one send per transition). No event-time alignment, no
-ClickHouse: it does less than the real worker, so the ratio against it is conservative.
+ClickHouse: it does less than the real worker, so the ratio against it is conservative. It runs
+with the worker's garbage-collector settings (journey/gc_tuning.py), so the ratio measures the
+path, not that knob.
 
     python -m bench.faust_baseline --brokers 127.0.0.1:9092 --status FILE worker -l warn
 
@@ -21,6 +23,7 @@ from pathlib import Path
 import faust
 
 from fivea import Rules, advance
+from journey.gc_tuning import tune_gc_for_batches
 from schemas.rejections import Rejection, decode
 from streams.state_codec import decode_state, encode_state, state_key
 
@@ -72,6 +75,7 @@ def main() -> None:
     args, rest = parser.parse_known_args()
     app = build(args.brokers, args.group, args.status, args.topics.split(","), args.partitions)
     sys.argv = [sys.argv[0], *rest]
+    tune_gc_for_batches()
     app.main()
 
 

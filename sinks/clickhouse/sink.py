@@ -8,7 +8,6 @@ the same (brand, customer_id, seq), and rows carry their own partition key (occu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
 
 from clickhouse_driver import errors as ch_errors
 
@@ -16,14 +15,6 @@ from schemas import Transition
 from sinks.clickhouse.backends import Backend, BackendURL, QueryError
 from sinks.clickhouse.tables import TRANSITION_COLUMNS, Dialect, migrations
 from sinks.contract import SinkUnavailable
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    # The driver reads naive datetimes in the column's timezone, which is UTC. Transitions are
-    # UTC already (schemas normalise), so the conversion is usually skipped.
-    if moment.tzinfo is not timezone.utc:
-        moment = moment.astimezone(timezone.utc)
-    return moment.replace(tzinfo=None)
 
 
 def transition_row(t: Transition) -> tuple:
@@ -34,7 +25,7 @@ def transition_row(t: Transition) -> tuple:
         t.from_stage,
         t.to_stage,
         t.kind,
-        _naive_utc(t.occurred_at),
+        t.occurred_at,  # aware: both backends convert to the UTC column (no local-time guessing)
         t.trigger_event_id,
         t.trigger_event_type,
         t.channel,
