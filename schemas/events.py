@@ -118,6 +118,9 @@ EVENT_TYPES = ("clickstream", "purchase", "share")
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
+_validate_json = EVENT_ADAPTER.validator.validate_json  # pydantic-core's, without TypeAdapter's Python wrapper (~10%)
+
+
 def parse_event(raw: bytes | str) -> ClickstreamEvent | PurchaseEvent | ShareEvent:
     """Validate one JSON document; raises `pydantic.ValidationError` with the reasons."""
-    return EVENT_ADAPTER.validate_json(raw)
+    return _validate_json(raw)

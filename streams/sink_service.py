@@ -28,6 +28,7 @@ from streams.kafka_io import Outbox, Rebalance, new_group_consumer, new_producer
 log = logging.getLogger("journey.sink")
 
 MAX_BACKOFF_S = 30.0
+validate_transition = Transition.__pydantic_validator__.validate_json  # model_validate_json minus its wrapper
 
 
 def sink_group(settings: Settings) -> str:
@@ -114,7 +115,7 @@ class SinkService(Service):
         letters = Outbox(self.producer)
         for record in records:
             try:
-                batch.append(Transition.model_validate_json(record.value))
+                batch.append(validate_transition(record.value))
             except ValidationError as exc:
                 rejection = Rejection("invalid_fields", f"not a transition record: {exc.errors()[0]['msg']}")
                 quarantine(letters, self.settings.topic_deadletter, self.metrics, record, rejection)
