@@ -8,7 +8,8 @@
 
 One batch at a time, and per batch: everything it produces is acknowledged by the broker
 (transitions before the states that record them) before the input offsets behind it can be
-committed. A crash replays at most the uncommitted records; the event-id dedup in the state
+committed. Those sends overlap the next batch's fetch and decode; the core waits for them
+(it reads the states they record), and so does every commit. A crash replays at most the uncommitted records; the event-id dedup in the state
 and the idempotent ClickHouse table absorb them. Events held by the aligner are never
 committed past.
 """
@@ -65,6 +66,7 @@ class PathService(Service):
         self._ends_at = 0.0
         self._homes: dict[str, int] = {}
         self._joined = False
+        self._sending: asyncio.Future | None = None  # the previous batch's output, on its way
 
     @property
     def ready(self) -> bool:
@@ -132,6 +134,8 @@ class PathService(Service):
             if records:
                 self.aligner.add(tp.topic, tp.partition, valid, received=records[-1].offset)
         caught_up = await self._input_progress()
+        # Everything above overlapped the previous batch's sends; the core needs its states.
+        await self._settle()
         released = self.aligner.release(time.monotonic(), lambda topic, p: caught_up.get((topic, p)))
         self.metrics.aligner_buffered.set(len(self.aligner))
         for reason, count in self.aligner.forced.items():
@@ -166,9 +170,25 @@ class PathService(Service):
             duplicates += outcome.duplicates
             late += outcome.late
 
-        # Transitions (and dead letters, rekeyed events) durable first, then the states that
-        # say they happened: a crash in between re-emits the same (brand, customer_id, seq)
-        # rows, which the table absorbs. The other order would lose them.
+        if out.records or states:
+            self._sending = asyncio.ensure_future(self._send(out, states))
+
+        for (topic, outcome_name), n in counts.items():
+            self.metrics.events.labels(topic, outcome_name).inc(n)
+        for (from_stage, to_stage), n in by_stage.items():
+            self.metrics.transitions.labels(from_stage, to_stage).inc(n)
+        if duplicates:
+            self.metrics.duplicates.inc(duplicates)
+        if late:
+            self.metrics.late.inc(late)
+
+    async def _send(self, out: Outbox, states: list[tuple[int, bytes, bytes]]) -> None:
+        """Make one batch's output durable, while the next batch is fetched and decoded.
+
+        Transitions (and dead letters, rekeyed events) first, then the states that say they
+        happened: a crash in between re-emits the same (brand, customer_id, seq) rows, which
+        the table absorbs. The other order would lose them.
+        """
         if out.records:
             await out.send()
         if states:
@@ -179,14 +199,11 @@ class PathService(Service):
             # a table that outlives the process (rocksdb) is then always a changelog prefix.
             self.store.commit_states(states, await changelog.send())
 
-        for (topic, outcome_name), n in counts.items():
-            self.metrics.events.labels(topic, outcome_name).inc(n)
-        for (from_stage, to_stage), n in by_stage.items():
-            self.metrics.transitions.labels(from_stage, to_stage).inc(n)
-        if duplicates:
-            self.metrics.duplicates.inc(duplicates)
-        if late:
-            self.metrics.late.inc(late)
+    async def _settle(self) -> None:
+        """Wait for the batch in flight (if any); its failure is raised here."""
+        sending, self._sending = self._sending, None
+        if sending is not None:
+            await sending
 
     def _home(self, customer_id: str) -> int:
         """The customer's partition (murmur2 is pure Python: remembered for recent customers)."""
@@ -243,6 +260,7 @@ class PathService(Service):
         now = time.monotonic()
         if not force and now - self._last_commit < self.settings.commit_interval_s:
             return
+        await self._settle()  # offsets are committed only behind durable output
         self._last_commit = now
         offsets = self._committable()
         if not offsets:
@@ -255,6 +273,7 @@ class PathService(Service):
     async def _recover(self) -> None:
         if not self._to_recover:
             return
+        await self._settle()  # the changelog holds this worker's own last states first
         partitions, started = sorted(self._to_recover), time.perf_counter()
         result = await self.store.recover(self.reader, partitions)
         self._to_recover.clear()
