@@ -61,6 +61,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU-seconds of the whole machine so far, all cores, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / CLK_TCK, sum(fields) / CLK_TCK
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -170,6 +177,9 @@ class Figures:
     baseline_cpu_s: float = 0.0
     two_wall_s: float = 0.0
     two_ready_s: float | None = None  # the first of the two ready (/readyz)
+    worker_machine_busy: float | None = None  # share of both cores busy, from ready to the last row
+    two_others_cpu_s: list[float] = field(default_factory=list)  # Tansu, ClickHouse
+    two_machine_busy: float | None = None  # share of both cores busy, from ready to the last row
     two_cpu_s: list[float] = field(default_factory=list)
     two_peak_rss_mib: list[float] = field(default_factory=list)
     two_equal: bool = False
@@ -371,6 +381,7 @@ def measure_worker(pipeline: Pipeline, fig: Figures, broker: LocalService, click
             pass  # not serving yet
         if fig.worker_ready_s is None and is_ready(port):
             fig.worker_ready_s = now - started
+            machine0 = machine_cpu_seconds()
         applied = accepted(metrics)
         if applied and fig.worker_first_event_s is None:
             fig.worker_first_event_s = now - started
@@ -411,6 +422,9 @@ def measure_worker(pipeline: Pipeline, fig: Figures, broker: LocalService, click
     fig.worker_cpu_s = worker_cpu
     fig.worker_peak_rss_mib = peak_rss_mib(pid)
     fig.tansu_cpu_worker_s = tansu_cpu - tansu_cpu0
+    if fig.worker_ready_s is not None:
+        busy, total = (now - then for now, then in zip(machine_cpu_seconds(), machine0))
+        fig.worker_machine_busy = busy / total if total else 0.0
     fig.clickhouse_cpu_worker_s = ch_cpu - ch_cpu0
     try:
         metrics = scrape(port)
@@ -501,6 +515,7 @@ def measure_two_workers(broker: LocalService, clickhouse: LocalService, workdir:
     pipeline = phase_pipeline(broker, clickhouse, workdir / "two-workers", fig.partitions)
     pipeline.setup()
     run_produce(pipeline, events_file, **EXACT_OFFSETS)
+    others0 = cpu_seconds(broker.process.pid), cpu_seconds(clickhouse.process.pid)
     started = time.monotonic()
     started_workers = [pipeline.start_worker() for _ in range(2)]
     procs = [proc for proc, _ in started_workers]
@@ -513,6 +528,7 @@ def measure_two_workers(broker: LocalService, clickhouse: LocalService, workdir:
                     raise RuntimeError(f"a worker exited with {proc.returncode}; see {pipeline.workdir}")
             if fig.two_ready_s is None and any(is_ready(port) for _, port in started_workers):
                 fig.two_ready_s = time.monotonic() - started
+                machine0 = machine_cpu_seconds()
             now = time.monotonic()
             if now - started > timeout:
                 raise RuntimeError(f"two workers: timed out with {stored:,} of {fig.transitions:,} rows")
@@ -529,6 +545,11 @@ def measure_two_workers(broker: LocalService, clickhouse: LocalService, workdir:
             time.sleep(0.25)
         fig.two_wall_s = (now if stored < fig.transitions else time.monotonic()) - started
         fig.two_cpu_s = [cpu_seconds(proc.pid) for proc in procs]
+        fig.two_others_cpu_s = [cpu_seconds(broker.process.pid) - others0[0],
+                                cpu_seconds(clickhouse.process.pid) - others0[1]]
+        if fig.two_ready_s is not None:
+            busy, total = (now - then for now, then in zip(machine_cpu_seconds(), machine0))
+            fig.two_machine_busy = busy / total if total else 0.0
         totals: Counter[str] = Counter()
         for _, port in started_workers:
             totals.update(summarise_metrics(scrape(port)))
@@ -864,7 +885,8 @@ def figures_table(fig: Figures) -> list[tuple[str, str]]:
         ("other processes' CPU", f"Tansu {fig.tansu_cpu_raw_s:.1f} CPU-s during the raw read, "
                                  f"{fig.tansu_cpu_worker_s:.1f} during the worker run; ClickHouse "
                                  f"{fig.clickhouse_cpu_worker_s:.1f} CPU-s during the worker run (incl. the "
-                                 f"bench's count() polls)"),
+                                 f"bench's count() polls); the machine's 2 cores "
+                                 f"{fig.worker_machine_busy or 0:.0%} busy from the worker ready to its last row"),
         ("events applied late", f"{fig.worker_metrics.get('late events', 0):,.0f} (out of event-time order; "
                                 f"each can change the transitions, DESIGN.md §1.4); transitions emitted by the "
                                 f"worker {fig.worker_metrics.get('transitions emitted', 0):,.0f}"
@@ -877,7 +899,9 @@ def figures_table(fig: Figures) -> list[tuple[str, str]]:
                            f"{fig.baseline_s:.1f} s from its first event; {fig.baseline_cpu_s:.1f} CPU-s incl. start-up)"),
         ("two workers", (f"{fig.two_rate:,.0f} events/s ({fig.events:,} in {fig.two_wall_s:.1f} s, cold start to last "
                          f"row; {fig.two_rate_after_ready:,.0f}/s from the first one ready at "
-                         f"{_opt(fig.two_ready_s)}); CPU {' + '.join(f'{c:.1f}' for c in fig.two_cpu_s)} s; peak RSS "
+                         f"{_opt(fig.two_ready_s)}); CPU {' + '.join(f'{c:.1f}' for c in fig.two_cpu_s)} s "
+                         f"(Tansu {fig.two_others_cpu_s[0]:.1f}, ClickHouse {fig.two_others_cpu_s[1]:.1f}; the machine's "
+                         f"2 cores {fig.two_machine_busy or 0:.0%} busy from ready to the last row); peak RSS "
                          f"{' + '.join(f'{r:,.0f}' for r in fig.two_peak_rss_mib)} MiB; late events "
                          f"{fig.two_metrics.get('late events', 0):,.0f}, forced aligner releases "
                          f"{fig.two_metrics.get('forced aligner releases', 0):,.0f}; equal to replay: "
