@@ -926,11 +926,17 @@ def _verdict(ok: bool) -> str:
 def store_target(rocksdb: StoreRun, memory: StoreRun | None) -> tuple[str, str, str, str]:
     """Target 3's disk-backed store: RAM that does not grow with the population, a restart that resumes."""
     compared = (f"; in-memory store {memory.bytes_per_customer:,.0f} B at {memory.customers:,}" if memory else "")
-    return ("3. disk-backed store (RocksDB)", "<= 100 B RSS per customer; a restart resumes from disk",
+    # The issue asks for it documented and benchmarked for larger populations; what makes it
+    # worth having is checked here: RAM per customer well below the in-memory store's (a third
+    # of it, or 100 B when that store did not run), and a restart that resumes from disk.
+    ram_limit = memory.bytes_per_customer / 3 if memory else 100.0
+    return ("3. disk-backed store (RocksDB)",
+            f"benchmarked beyond 1M customers; RSS per customer <= {ram_limit:,.0f} B; a restart resumes from disk",
             f"{rocksdb.bytes_per_customer:,.0f} B RSS + {rocksdb.disk_per_customer:,.0f} B disk per customer at "
             f"{rocksdb.customers:,} customers{compared}; restart read {rocksdb.restart_records:,} changelog records, "
             f"ready in {rocksdb.restart_ready_s:.1f} s",
-            _verdict(rocksdb.bytes_per_customer <= 100 and rocksdb.restart_incremental > 0))
+            _verdict(rocksdb.customers > 1_000_000 and rocksdb.bytes_per_customer <= ram_limit
+                     and rocksdb.restart_incremental > 0))
 
 
 def store_rows(runs: list[StoreRun]) -> list[str]:
