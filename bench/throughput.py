@@ -961,9 +961,10 @@ def store_rows(runs: list[StoreRun]) -> list[str]:
     ]
 
 
-def render_stores(fig: Figures, runs: list[StoreRun]) -> str:
-    return "\n".join([
-        "# State stores: in memory vs on disk (RocksDB)",
+def results_head(title: str, fig: Figures) -> list[str]:
+    """Title, when and how: the top of every results file this bench writes."""
+    return [
+        f"# {title}",
         "",
         f"Written by `bench/throughput.py` on {fig.started_utc} (UTC). Re-run to overwrite; see `bench/README.md`.",
         "",
@@ -973,6 +974,12 @@ def render_stores(fig: Figures, runs: list[StoreRun]) -> str:
         fig.command,
         "```",
         "",
+    ]
+
+
+def render_stores(fig: Figures, runs: list[StoreRun]) -> str:
+    return "\n".join([
+        *results_head("State stores: in memory vs on disk (RocksDB)", fig),
         "## Figures",
         "",
         *store_rows(runs),
@@ -1041,16 +1048,7 @@ def targets_table(fig: Figures) -> list[tuple[str, str, str, str]]:
 
 def render(fig: Figures) -> str:
     lines = [
-        "# Throughput, freshness, memory and scale-out of the journey worker (issue 6)",
-        "",
-        f"Written by `bench/throughput.py` on {fig.started_utc} (UTC). Re-run to overwrite; see `bench/README.md`.",
-        "",
-        "## Command",
-        "",
-        "```",
-        fig.command,
-        "```",
-        "",
+        *results_head("Throughput, freshness, memory and scale-out of the journey worker (issue 6)", fig),
         "## Issue 6 targets",
         "",
         "| target | wanted | measured | |",
