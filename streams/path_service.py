@@ -9,9 +9,9 @@
 One batch at a time, and per batch: everything it produces is acknowledged by the broker
 (transitions before the states that record them) before the input offsets behind it can be
 committed. Those sends overlap the next batch's fetch and decode; the core waits for them
-(it reads the states they record), and so does every commit. A crash replays at most the uncommitted records; the event-id dedup in the state
-and the idempotent ClickHouse table absorb them. Events held by the aligner are never
-committed past.
+(it reads the states they record), and so does every commit. A crash replays at most the
+uncommitted records; the event-id dedup in the state and the idempotent ClickHouse table
+absorb them. Events held by the aligner are never committed past.
 """
 
 from __future__ import annotations
