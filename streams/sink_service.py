@@ -99,10 +99,10 @@ class SinkService(Service):
         batch = await self._decode(records)
         if batch and not await self._write(batch):
             return  # stopping during an outage: uncommitted, so read again after a restart
-        offsets: dict[TopicPartition, int] = {}
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        last: dict[tuple[str, int], int] = {}
+        for record in records:  # in offset order within each partition
+            last[(record.topic, record.partition)] = record.offset
+        offsets = {TopicPartition(topic, partition): offset + 1 for (topic, partition), offset in last.items()}
         try:
             await self.consumer.commit(offsets)
         except CommitFailedError as exc:
