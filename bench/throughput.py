@@ -61,6 +61,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def per(amount: float, seconds: float) -> float:
+    """A rate, 0 when nothing was measured."""
+    return amount / seconds if seconds else 0.0
+
+
 def machine_cpu_seconds() -> tuple[float, float]:
     """(busy, total) CPU-seconds of the whole machine so far, all cores, from /proc/stat."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -122,11 +127,11 @@ class StoreRun:
 
     @property
     def apply_rate(self) -> float:
-        return self.customers / self.apply_s if self.apply_s else 0.0
+        return per(self.customers, self.apply_s)
 
     @property
     def per_cpu(self) -> float:
-        return self.customers / self.cpu_s if self.cpu_s else 0.0
+        return per(self.customers, self.cpu_s)
 
 
 @dataclass
@@ -199,15 +204,15 @@ class Figures:
     # derived rates
     @property
     def produce_rate(self) -> float:
-        return self.produced / self.produce_s if self.produce_s else 0.0
+        return per(self.produced, self.produce_s)
 
     @property
     def pipeline_rate(self) -> float:
-        return self.events / self.worker_wall_s if self.worker_wall_s else 0.0
+        return per(self.events, self.worker_wall_s)
 
     @property
     def pipeline_per_cpu(self) -> float:
-        return self.events / self.worker_cpu_s if self.worker_cpu_s else 0.0
+        return per(self.events, self.worker_cpu_s)
 
     @property
     def pipeline_rate_after_ready(self) -> float:
@@ -219,7 +224,7 @@ class Figures:
 
     @property
     def raw_rate(self) -> float:
-        return self.raw_events / self.raw_wall_s if self.raw_wall_s else 0.0
+        return per(self.raw_events, self.raw_wall_s)
 
     @property
     def raw_rate_after_join(self) -> float:
@@ -228,11 +233,11 @@ class Figures:
 
     @property
     def baseline_rate(self) -> float:
-        return self.baseline_events / self.baseline_s if self.baseline_s else 0.0
+        return per(self.baseline_events, self.baseline_s)
 
     @property
     def two_rate(self) -> float:
-        return self.events / self.two_wall_s if self.two_wall_s else 0.0
+        return per(self.events, self.two_wall_s)
 
     @property
     def two_rate_after_ready(self) -> float:
@@ -244,7 +249,7 @@ class Figures:
 
     @property
     def raw_per_cpu(self) -> float:
-        return self.raw_events / self.raw_cpu_s if self.raw_cpu_s else 0.0
+        return per(self.raw_events, self.raw_cpu_s)
 
 
 # --- steps -----------------------------------------------------------------------------------
