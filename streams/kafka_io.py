@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.partitioner.default import murmur2
 
@@ -139,20 +139,3 @@ class Outbox:
             if end > last.get((topic, partition), -1):
                 last[(topic, partition)] = end
         return last
-
-
-class Rebalance(ConsumerRebalanceListener):
-    """Hands a group's rebalance callbacks to a service's `on_revoked` / `on_assigned`.
-
-    aiokafka awaits `on_revoked` before the group moves on: the place to finish a batch and
-    commit while the partitions are still ours.
-    """
-
-    def __init__(self, service: Any) -> None:
-        self.service = service
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self.service.on_revoked(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        self.service.on_assigned(set(assigned))

@@ -22,9 +22,8 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
-from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import TopicPartition
-from mode import Service
 
 from fivea import Rules, order_key
 from journey.metrics import JourneyMetrics
@@ -32,7 +31,8 @@ from journey.settings import Settings
 from schemas.rejections import Rejection, decode
 from streams.alignment import EventTimeAligner
 from streams.deadletter import quarantine
-from streams.kafka_io import Outbox, Rebalance, new_group_consumer, new_producer, new_reader, partition_for
+from streams.group_service import Fetched, GroupService
+from streams.kafka_io import Outbox, new_group_consumer, new_producer, new_reader, partition_for
 from streams.path_processor import PathProcessor
 from streams.state_store import new_state_store
 
@@ -48,24 +48,19 @@ def changelog_topic(settings: Settings) -> str:
     return f"{settings.group_id}-customer-state-changelog"
 
 
-class PathService(Service):
+class PathService(GroupService):
     def __init__(self, settings: Settings, metrics: JourneyMetrics, rules: Rules, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.settings = settings
-        self.metrics = metrics
+        super().__init__(settings, metrics, **kwargs)
         self.inputs = (*settings.input_topics.values(), settings.topic_rekeyed)
         self.aligner = EventTimeAligner(self.inputs, settings.align_max_idle_ms / 1000)
         self.processor = PathProcessor(rules)
         self.store = new_state_store(settings.state_store, changelog_topic(settings), settings.state_dir)
-        self._lock = asyncio.Lock()
-        self._generation = 0  # bumped on revocation: records fetched before it are fetched again
         self._assigned: set[int] = set()
         self._to_recover: set[int] = set()
         self._last_commit = 0.0
         self._ends: dict[TopicPartition, int] = {}
         self._ends_at = 0.0
         self._homes: dict[str, int] = {}
-        self._joined = False
         self._sending: asyncio.Future | None = None  # the previous batch's output, on its way
 
     @property
@@ -76,16 +71,14 @@ class PathService(Service):
     async def on_start(self) -> None:
         self.producer = new_producer(self.settings)
         self.reader = new_reader(self.settings)
-        self.consumer = new_group_consumer(self.settings, self.settings.group_id, max_poll_records=PATH_BATCH)
         await self.producer.start()
         await self.reader.start()
-        self.consumer.subscribe(list(self.inputs), listener=Rebalance(self))
-        # Joining the group takes seconds: both services join at once, each in its own task.
-        self._joining = asyncio.ensure_future(self.consumer.start())
+        self.join(new_group_consumer(self.settings, self.settings.group_id, max_poll_records=PATH_BATCH),
+                  list(self.inputs))
 
     async def on_stop(self) -> None:
-        if not hasattr(self, "_joining"):
-            return  # failed before starting its clients
+        if not self.clients_started:
+            return
         async with self._lock:
             try:
                 await self._commit(force=True)
@@ -96,26 +89,16 @@ class PathService(Service):
         await self.reader.stop()
         await self.producer.stop()
 
-    @Service.task
-    async def _consume(self) -> None:
-        await self._joining
-        while not self.should_stop:
-            try:
-                fetched = await self.consumer.getmany(timeout_ms=POLL_MS, max_records=PATH_BATCH)
-            except ConsumerStoppedError:
-                return
-            generation = self._generation
-            async with self._lock:
-                if self.should_stop:
-                    return
-                if generation != self._generation:
-                    continue  # revoked in between: the new assignment fetches these again
-                await self._recover()
-                await self._process(fetched)
-                await self._commit(force=False)
+    def poll_limits(self) -> tuple[int, int]:
+        return POLL_MS, PATH_BATCH
+
+    async def handle(self, fetched: Fetched) -> None:
+        await self._recover()
+        await self._process(fetched)
+        await self._commit(force=False)
 
     # -- one batch -------------------------------------------------------------------------
-    async def _process(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+    async def _process(self, fetched: Fetched) -> None:
         if fetched:
             self.metrics.path_batch_records.observe(sum(len(records) for records in fetched.values()))
         out = Outbox(self.producer)
@@ -284,20 +267,17 @@ class PathService(Service):
         )
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self._lock:
-            try:
-                await self._commit(force=True)
-            except KafkaError as exc:
-                log.warning("commit on revocation failed (%s): the next owner replays a few events", exc)
-            self._generation += 1
-            partitions = {tp.partition for tp in revoked}
-            dropped = self.aligner.drop_partitions(partitions)
-            self._assigned -= partitions
-            if dropped:
-                log.info("rebalance: %d held events go back to their next owner", len(dropped))
+        try:
+            await self._commit(force=True)
+        except KafkaError as exc:
+            log.warning("commit on revocation failed (%s): the next owner replays a few events", exc)
+        partitions = {tp.partition for tp in revoked}
+        dropped = self.aligner.drop_partitions(partitions)
+        self._assigned -= partitions
+        if dropped:
+            log.info("rebalance: %d held events go back to their next owner", len(dropped))
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._joined = True
         self._assigned = {tp.partition for tp in assigned}
         self._to_recover = set(self._assigned)
         self.store.keep_only(self._assigned)

@@ -12,9 +12,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aiokafka.errors import CommitFailedError, ConsumerStoppedError
+from aiokafka.errors import CommitFailedError
 from aiokafka.structs import TopicPartition
-from mode import Service
 from pydantic import ValidationError
 
 from journey.metrics import JourneyMetrics, observe_many
@@ -23,7 +22,8 @@ from schemas import Transition
 from schemas.rejections import Rejection
 from sinks.contract import Sink, SinkUnavailable
 from streams.deadletter import quarantine
-from streams.kafka_io import Outbox, Rebalance, new_group_consumer, new_producer
+from streams.group_service import Fetched, GroupService
+from streams.kafka_io import Outbox, new_group_consumer, new_producer
 
 log = logging.getLogger("journey.sink")
 
@@ -35,18 +35,13 @@ def sink_group(settings: Settings) -> str:
     return f"{settings.group_id}-sink"
 
 
-class SinkService(Service):
+class SinkService(GroupService):
     def __init__(self, settings: Settings, metrics: JourneyMetrics, sink: Sink, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.settings = settings
-        self.metrics = metrics
+        super().__init__(settings, metrics, **kwargs)
         self.sink = sink
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journey-sink")
-        self._lock = asyncio.Lock()
-        self._generation = 0
         self._buffer: list[Any] = []
         self._first_at = 0.0
-        self._joined = False
 
     @property
     def ready(self) -> bool:
@@ -55,44 +50,32 @@ class SinkService(Service):
 
     async def on_start(self) -> None:
         self.producer = new_producer(self.settings)  # dead letters: records that are no transition
-        self.consumer = new_group_consumer(self.settings, sink_group(self.settings),
-                                           max_poll_records=self.settings.sink_batch_rows)
         await self.producer.start()
-        self.consumer.subscribe([self.settings.topic_transitions], listener=Rebalance(self))
-        # Joining the group takes seconds: both services join at once, each in its own task.
-        self._joining = asyncio.ensure_future(self.consumer.start())
+        self.join(new_group_consumer(self.settings, sink_group(self.settings),
+                                     max_poll_records=self.settings.sink_batch_rows),
+                  [self.settings.topic_transitions])
 
     async def on_stop(self) -> None:
-        if not hasattr(self, "_joining"):
-            return  # failed before starting its clients
+        if not self.clients_started:
+            return
         async with self._lock:
             await self.consumer.stop()
         await self.producer.stop()
         self.executor.shutdown(wait=True)
         self.sink.close()
 
-    @Service.task
-    async def _consume(self) -> None:
-        await self._joining
-        rows, seconds = self.settings.sink_batch_rows, self.settings.sink_batch_seconds
-        while not self.should_stop:
-            room = rows - len(self._buffer)
-            try:
-                fetched = await self.consumer.getmany(timeout_ms=min(100, int(seconds * 1000)), max_records=room)
-            except ConsumerStoppedError:
-                return
-            generation = self._generation
-            async with self._lock:
-                if self.should_stop:
-                    return
-                if generation != self._generation:
-                    continue
-                for records in fetched.values():
-                    if records and not self._buffer:
-                        self._first_at = time.monotonic()
-                    self._buffer.extend(records)
-                if self._buffer and (len(self._buffer) >= rows or time.monotonic() - self._first_at >= seconds):
-                    await self._flush()
+    def poll_limits(self) -> tuple[int, int]:
+        room = self.settings.sink_batch_rows - len(self._buffer)
+        return min(100, int(self.settings.sink_batch_seconds * 1000)), room
+
+    async def handle(self, fetched: Fetched) -> None:
+        for records in fetched.values():
+            if records and not self._buffer:
+                self._first_at = time.monotonic()
+            self._buffer.extend(records)
+        if self._buffer and (len(self._buffer) >= self.settings.sink_batch_rows
+                             or time.monotonic() - self._first_at >= self.settings.sink_batch_seconds):
+            await self._flush()
 
     async def _flush(self) -> None:
         records, self._buffer = self._buffer, []
@@ -148,9 +131,5 @@ class SinkService(Service):
         return True
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self._lock:  # an insert in progress finishes and commits first
-            self._generation += 1
-            self._buffer = []  # uncommitted: the next owner reads them again
-
-    def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._joined = True
+        # Under the lock: an insert in progress has finished and committed.
+        self._buffer = []  # uncommitted: the next owner reads them again
