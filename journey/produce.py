@@ -21,9 +21,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from journey.errors import JourneyError, kafka_unreachable
-from journey.kafka_security import kafka_client_config
 from journey.settings import Settings
-from streams.kafka_io import PartitionBatches, partition_of_key
+from streams.kafka_io import PartitionBatches, new_producer, partition_of_key
 
 BATCH_BYTES = 256 * 1024
 LINGER_S = 0.02
@@ -79,14 +78,11 @@ class EventSender:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     async def _start(self) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(
-            **kafka_client_config(self.settings),
-            bootstrap_servers=self.settings.broker_list,
+        producer = new_producer(
+            self.settings,
             client_id="journey-produce",
-            acks="all",
-            enable_idempotence=self.settings.producer_idempotence,
+            linger_ms=0,  # batches are filled here (PartitionBatches) and sent when full or lingered
             max_batch_size=min(BATCH_BYTES, self.settings.producer_max_batch_size),
-            max_request_size=4 * 1024 * 1024,
             request_timeout_ms=30_000,
         )
         try:

@@ -63,16 +63,18 @@ def new_reader(settings: Settings) -> AIOKafkaConsumer:
     )
 
 
-def new_producer(settings: Settings) -> AIOKafkaProducer:
-    return AIOKafkaProducer(
+def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """The worker's producer; `journey produce` overrides what differs for a bulk load."""
+    options: dict[str, Any] = {
         **_common(settings),
-        acks="all",
-        enable_idempotence=settings.producer_idempotence,
-        linger_ms=5,
-        max_batch_size=settings.producer_max_batch_size,
-        max_request_size=4 * 1024 * 1024,
-        request_timeout_ms=60_000,
-    )
+        "acks": "all",
+        "enable_idempotence": settings.producer_idempotence,
+        "linger_ms": 5,
+        "max_batch_size": settings.producer_max_batch_size,
+        "max_request_size": 4 * 1024 * 1024,
+        "request_timeout_ms": 60_000,
+    }
+    return AIOKafkaProducer(**{**options, **overrides})
 
 
 class PartitionBatches:
