@@ -63,7 +63,7 @@ def cpu_seconds(pid: int) -> float:
 
 def per(amount: float, seconds: float) -> float:
     """A rate, 0 when nothing was measured."""
-    return amount / seconds if seconds else 0.0
+    return amount / seconds if seconds > 0 else 0.0
 
 
 def machine_cpu_seconds() -> tuple[float, float]:
@@ -219,8 +219,7 @@ class Figures:
         """From the worker being ready (group joined, state recovered) to the last row stored."""
         if self.worker_ready_s is None:
             return 0.0
-        span = self.worker_wall_s - self.worker_ready_s
-        return self.events / span if span > 0 else 0.0
+        return per(self.events, self.worker_wall_s - self.worker_ready_s)
 
     @property
     def raw_rate(self) -> float:
@@ -228,8 +227,7 @@ class Figures:
 
     @property
     def raw_rate_after_join(self) -> float:
-        span = self.raw_wall_s - self.raw_join_s
-        return self.raw_events / span if span > 0 else 0.0
+        return per(self.raw_events, self.raw_wall_s - self.raw_join_s)
 
     @property
     def baseline_rate(self) -> float:
@@ -244,8 +242,7 @@ class Figures:
         """From the first of the two being ready (so the second one's join and the rebalance count) to the last row."""
         if self.two_ready_s is None:
             return 0.0
-        span = self.two_wall_s - self.two_ready_s
-        return self.events / span if span > 0 else 0.0
+        return per(self.events, self.two_wall_s - self.two_ready_s)
 
     @property
     def raw_per_cpu(self) -> float:
