@@ -16,6 +16,7 @@ import struct
 from fivea import CustomerState, Stage
 
 FORMAT = 1
+_FORMAT_BYTE = bytes([FORMAT])
 _HEAD = struct.Struct("<BBqIqH")
 
 
@@ -37,7 +38,7 @@ def encode_state(state: CustomerState) -> bytes:
 def decode_state(raw: bytes | None) -> CustomerState | None:
     if raw is None:
         return None
-    if raw[:1] != b"\x01":
+    if raw[:1] != _FORMAT_BYTE:
         raise ValueError(f"unknown customer-state format {raw[:1]!r} (this worker reads format {FORMAT})")
     _, stage, entered_us, seq, last_us, id_length = _HEAD.unpack_from(raw)
     start = _HEAD.size + id_length
