@@ -1,6 +1,6 @@
 """The 5A domain core: rules as data and the per-customer state machine. No I/O, no frameworks."""
 
-from fivea.path import CustomerState, Step, advance, event_id_digest, event_time_us, order_key
+from fivea.path import RECENT_IDS, CustomerState, Step, advance, event_id_digest, event_time_us, order_key
 from fivea.replay import customer_key, replay
 from fivea.rules import DEFAULT_RULES, Rules, RulesError
 from fivea.stages import PATH, Stage

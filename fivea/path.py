@@ -2,12 +2,15 @@
 
 Semantics (DESIGN.md §1): the first event gives `none -> aware`; an event whose signal is
 above the current stage gives one transition to it (`forward` to the next stage, `skip`
-past some); stages never go down; a repeated event_id is ignored; `seq` numbers each
-customer's transitions 1, 2, ... so storing them is idempotent.
+past some); stages never go down; a repeated event_id among the customer's last
+`RECENT_IDS` applied is ignored; `seq` numbers each customer's transitions 1, 2, ... so
+storing them is idempotent.
 
 Applying an event twice can never emit twice: after the first application the stage is at
 least the event's signal. Redelivery is therefore harmless even without the id check; the
-id check exists for the contract "same id, different payload: the first one wins".
+id check exists for the contract "same id, different payload: the first one wins", within
+the window. The window is a count, not the whole history, so a customer's state and the work
+per event stay bounded however many events the customer sends (DESIGN.md §1d).
 """
 
 from __future__ import annotations
@@ -21,6 +24,13 @@ from fivea.stages import LABELS, Stage
 from schemas import AnyEvent, ClickstreamEvent, Transition
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+#: How many of a customer's most recently applied event ids are remembered for duplicate
+#: detection. Duplicates in practice are producer retries and the redelivery after a crash
+#: (about one commit interval, 1 s by default): 64 covers both for any customer sending fewer
+#: than 64 events a second, at 8 bytes each (a state stays under ~600 bytes). Beyond the
+#: window a duplicate is still harmless (it cannot emit again); it is counted as late instead.
+RECENT_IDS = 64
 
 
 def event_time_us(moment: datetime) -> int:
@@ -47,7 +57,7 @@ class CustomerState(NamedTuple):
     seq: int = 0  # transitions emitted so far
     last_us: int = -1  # latest (time, id) applied: decides "late"
     last_id: str = ""
-    seen: frozenset[int] = frozenset()  # event_id digests applied
+    recent: tuple[int, ...] = ()  # event_id digests of the last RECENT_IDS events applied, oldest first
 
 
 class Step(NamedTuple):
@@ -62,11 +72,11 @@ def advance(state: CustomerState | None, event: AnyEvent, rules: Rules) -> Step:
     if state is None:
         state = CustomerState()
     digest = event_id_digest(event.event_id)
-    if digest in state.seen:
+    if digest in state.recent:
         return Step(state, [], duplicate=True)
 
     at_us = event_time_us(event.occurred_at)
-    late = bool(state.seen) and (at_us, event.event_id) < (state.last_us, state.last_id)
+    late = state.stage != Stage.NONE and (at_us, event.event_id) < (state.last_us, state.last_id)
     stage, entered_us, seq = state.stage, state.entered_us, state.seq
     transitions: list[Transition] = []
 
@@ -100,4 +110,5 @@ def advance(state: CustomerState | None, event: AnyEvent, rules: Rules) -> Step:
         move(signal)
 
     newest_us, newest_id = max((state.last_us, state.last_id), (at_us, event.event_id))
-    return Step(CustomerState(stage, entered_us, seq, newest_us, newest_id, state.seen | {digest}), transitions, late=late)
+    recent = (*state.recent[1:], digest) if len(state.recent) >= RECENT_IDS else (*state.recent, digest)
+    return Step(CustomerState(stage, entered_us, seq, newest_us, newest_id, recent), transitions, late=late)

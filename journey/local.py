@@ -189,8 +189,14 @@ def _spawn(argv: Sequence[str], workdir: Path, log_name: str) -> tuple[subproces
 
 
 def _ensure_free(port: int, name: str) -> None:
-    """A port held by someone else would let our readiness probe talk to the wrong server."""
+    """A port held by someone else would let our readiness probe talk to the wrong server.
+
+    SO_REUSEADDR as the servers themselves bind: connections of a server stopped a moment ago
+    linger in TIME_WAIT for a minute, and would make a restart on the same port look refused;
+    a port something is listening on is still refused.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError:

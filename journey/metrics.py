@@ -51,6 +51,19 @@ class JourneyMetrics:
             "Events applied after a later event of the same customer (arrived out of order).",
             registry=r,
         )
+        self.fenced_records = Counter(
+            "journey_fenced_records",
+            "Records dropped because a worker wrote them after losing their partition (a stale epoch; "
+            "streams/fencing.py), by the log they were read from: changelog, transitions or rekeyed.",
+            ["log"],
+            registry=r,
+        )
+        self.fenced_partitions = Counter(
+            "journey_fenced_partitions",
+            "Times this worker found one of its partitions fenced by a newer owner (it had stalled past "
+            "its session) and stopped working on it until the group reassigned it.",
+            registry=r,
+        )
         self.assigned_partitions = Gauge(
             "journey_assigned_partitions",
             "Input partitions (per topic) this worker owns now; summed over workers = JOURNEY_PARTITIONS.",

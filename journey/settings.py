@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     rules_file: Path | None = Field(None, description="TOML rule table; defaults per DESIGN.md §1")
     align_max_idle_ms: int = Field(500, ge=0, description="max wait for a lagging input partition")
     max_event_bytes: int = Field(65_536, ge=256, description="larger payloads are dead-lettered")
+    max_record_bytes: int = Field(
+        1_000_000, ge=600_000,  # a dead letter carries up to 512 KiB of the refused payload
+        description="largest record the worker writes (its producer's max request size; Apache Kafka "
+        "refuses records over ~1 MB by default). Customer states stay under 1 KB however long a "
+        "customer's history; rekeyed events are at most max_event_bytes",
+    )
 
     # Customer state
     state_store: Literal["memory", "rocksdb"] = Field(
@@ -101,6 +107,13 @@ class Settings(BaseSettings):
             self.kafka_sasl_username and self.kafka_sasl_password
         ):
             raise ValueError("SASL needs JOURNEY_KAFKA_SASL_USERNAME and JOURNEY_KAFKA_SASL_PASSWORD")
+        return self
+
+    @model_validator(mode="after")
+    def _events_fit_records(self) -> "Settings":
+        if self.max_event_bytes + 4096 > self.max_record_bytes:  # a rekeyed event plus its key and headers
+            raise ValueError(f"JOURNEY_MAX_EVENT_BYTES ({self.max_event_bytes}) must stay 4096 below "
+                             f"JOURNEY_MAX_RECORD_BYTES ({self.max_record_bytes}): rekeyed events are re-published whole")
         return self
 
     @property

@@ -21,7 +21,7 @@ from journey.rules_file import load_rules
 from journey.sql_endpoint import serve_sql
 from journey.settings import Settings
 from sinks.clickhouse.sink import ClickHouseSink
-from sinks.clickhouse.backends import BackendURL
+from sinks.clickhouse.backends import BackendURL, ChdbLocked
 from sinks.contract import SinkUnavailable
 from streams.app import build_services, own_topics
 
@@ -56,8 +56,12 @@ def build_sink(settings: Settings) -> ClickHouseSink:
     sink = ClickHouseSink(url)
     try:
         sink.setup()
+    except ChdbLocked as exc:
+        raise JourneyError(str(exc)) from None  # another process holds the directory: waiting will not help
     except SinkUnavailable as exc:
-        raise JourneyError(str(exc)) from None
+        # The path does not need ClickHouse, and the sink waits and retries before its first
+        # insert as it does during any outage: the transitions topic is the buffer meanwhile.
+        log.warning("%s — starting anyway: the sink retries until it can write", exc)
     return sink
 
 

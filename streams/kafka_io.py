@@ -8,7 +8,7 @@ what one core can decode.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -71,10 +71,25 @@ def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "enable_idempotence": settings.producer_idempotence,
         "linger_ms": 5,
         "max_batch_size": settings.producer_max_batch_size,
-        "max_request_size": 4 * 1024 * 1024,
+        "max_request_size": settings.max_record_bytes,
         "request_timeout_ms": 60_000,
     }
     return AIOKafkaProducer(**{**options, **overrides})
+
+
+class Landed(NamedTuple):
+    """Where one send's records of one partition landed: offsets `first`..`last`, `records` of them.
+
+    `last - first + 1 == records` when nobody else's record landed in between.
+    """
+
+    first: int
+    last: int
+    records: int
+
+    @property
+    def unbroken(self) -> bool:
+        return self.last - self.first + 1 == self.records
 
 
 class PartitionBatches:
@@ -88,7 +103,7 @@ class PartitionBatches:
         self.producer = producer
         self._open: dict[tuple[str, int], Any] = {}
 
-    def append(self, tp: tuple[str, int], key: bytes | None, value: bytes,
+    def append(self, tp: tuple[str, int], key: bytes | None, value: bytes | None,
                headers: Headers = (), timestamp_ms: int | None = None) -> Any | None:
         """Add one record; returns the batch it could not join (full, to be sent), else None."""
         full = None
@@ -99,7 +114,7 @@ class PartitionBatches:
             full = batch
             batch = self._open[tp] = self.producer.create_batch()
             if batch.append(key=key, value=value, timestamp=timestamp_ms, headers=list(headers)) is None:
-                raise ValueError(f"a record of {len(value)} bytes does not fit a produce batch")
+                raise ValueError(f"a record of {len(value or b'')} bytes does not fit a produce batch")
         return full
 
     def take_open(self) -> list[tuple[tuple[str, int], Any]]:
@@ -117,7 +132,7 @@ class Outbox:
         self._full: list[tuple[tuple[str, int], Any]] = []
         self.records = 0
 
-    def add(self, topic: str, partition: int, key: bytes | None, value: bytes,
+    def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
             headers: Headers = (), timestamp_ms: int | None = None) -> None:
         tp = (topic, partition)
         full = self._batches.append(tp, key, value, headers, timestamp_ms)
@@ -125,8 +140,8 @@ class Outbox:
             self._full.append((tp, full))
         self.records += 1
 
-    async def send(self) -> dict[tuple[str, int], int]:
-        """Send everything and wait until the broker has it; returns the last offset per partition."""
+    async def send(self) -> dict[tuple[str, int], Landed]:
+        """Send everything and wait until the broker has it; returns where it landed, per partition."""
         batches = [*self._full, *self._batches.take_open()]
         self._full, self.records = [], 0
         pending = []
@@ -134,10 +149,12 @@ class Outbox:
             count = batch.record_count()
             batch.close()
             pending.append((topic, partition, count, await self.producer.send_batch(batch, topic, partition=partition)))
-        last: dict[tuple[str, int], int] = {}
+        landed: dict[tuple[str, int], Landed] = {}
         for topic, partition, count, future in pending:
             metadata = await future
-            end = metadata.offset + count - 1
-            if end > last.get((topic, partition), -1):
-                last[(topic, partition)] = end
-        return last
+            first, last = metadata.offset, metadata.offset + count - 1
+            before = landed.get((topic, partition))
+            if before is not None:
+                first, last, count = min(first, before.first), max(last, before.last), count + before.records
+            landed[(topic, partition)] = Landed(first, last, count)
+        return landed

@@ -12,6 +12,10 @@ committed. Those sends overlap the next batch's fetch and decode; the core waits
 (it reads the states they record), and so does every commit. A crash replays at most the
 uncommitted records; the event-id dedup in the state and the idempotent ClickHouse table
 absorb them. Events held by the aligner are never committed past.
+
+A worker that takes a partition over fences it (streams/fencing.py) before its first output,
+and stamps every record it writes with its epoch: a worker that stalled past its session and
+wakes up with a batch in hand cannot make that batch count anywhere.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from aiokafka.errors import CommitFailedError, KafkaError
-from aiokafka.structs import TopicPartition
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from fivea import Rules, order_key
 from journey.metrics import JourneyMetrics
@@ -31,6 +35,7 @@ from journey.settings import Settings
 from schemas.rejections import Rejection, decode
 from streams.alignment import EventTimeAligner
 from streams.deadletter import quarantine
+from streams.fencing import FENCE_KEY, FenceTracker, describe_epoch, fence_headers, next_epoch, stamp
 from streams.group_service import Fetched, GroupService
 from streams.kafka_io import Outbox, new_group_consumer, new_producer, new_reader, partition_for
 from streams.path_processor import PathProcessor
@@ -62,6 +67,8 @@ class PathService(GroupService):
         self._ends_at = 0.0
         self._homes: dict[str, int] = {}
         self._sending: asyncio.Future | None = None  # the previous batch's output, on its way
+        self._generation = 0  # the group generation of the current assignment (0 where unknown)
+        self._rekeyed_fences = FenceTracker()  # epochs seen per rekeyed partition and writer
 
     @property
     def ready(self) -> bool:
@@ -103,11 +110,18 @@ class PathService(GroupService):
             self.metrics.path_batch_records.observe(sum(len(records) for records in fetched.values()))
         out = Outbox(self.producer)
         counts: Counter[tuple[str, str]] = Counter()
+        rekeyed = self.settings.topic_rekeyed
         for tp, records in fetched.items():
-            if tp.partition not in self._assigned:
+            if tp.partition not in self._assigned or tp.partition in self.store.fenced:
                 continue
             valid = []
             for record in records:
+                if tp.topic == rekeyed:
+                    keep, stale = self._rekeyed_fences.admit(tp, record)
+                    if stale:
+                        self.metrics.fenced_records.labels("rekeyed").inc()
+                    if not keep:
+                        continue
                 result = decode(record.value, self.settings.max_event_bytes)
                 if isinstance(result, Rejection):
                     quarantine(out, self.settings.topic_deadletter, self.metrics, record, result)
@@ -126,26 +140,37 @@ class PathService(GroupService):
         self.aligner.forced.clear()
 
         local: dict[int, list[tuple[Any, Any]]] = defaultdict(list)
+        stamps = {p: stamp(self.store.epoch[p]) for p in self._assigned if p in self.store.epoch}
+        forward_stamps: dict[tuple[str, int], list[tuple[str, bytes]]] = {}
         for record, event in released:
+            if record.partition in self.store.fenced:
+                continue  # found fenced while this batch was aligned: the new owner has it
             home = self._home(event.customer_id)
-            if record.partition != home and record.topic != self.settings.topic_rekeyed:
-                out.add(self.settings.topic_rekeyed, home, event.customer_id.encode(), record.value,
-                        headers=[("journey.source.topic", record.topic.encode())], timestamp_ms=record.timestamp)
+            if record.partition != home and record.topic != rekeyed:
+                headers = forward_stamps.get((record.topic, record.partition))
+                if headers is None:
+                    headers = forward_stamps[(record.topic, record.partition)] = [
+                        ("journey.source.topic", record.topic.encode()),
+                        *stamp(self.store.epoch[record.partition], writer=record.partition)]
+                out.add(rekeyed, home, event.customer_id.encode(), record.value,
+                        headers=headers, timestamp_ms=record.timestamp)
                 counts[(record.topic, "rekeyed")] += 1
             else:
                 local[record.partition].append((record, event))
                 counts[(record.topic, "accepted")] += 1
 
-        states: list[tuple[int, bytes, bytes]] = []
+        states: list[tuple[int, bytes, bytes | None]] = self._rewrites()
         transitions = duplicates = late = 0
         by_stage: Counter[tuple[str, str]] = Counter()
         for partition, items in local.items():
             produced_ms = {event.event_id: record.timestamp for record, event in items}
             table = self.store.table(partition)
             outcome = self.processor.apply([event for _, event in items], table)
+            headers = stamps[partition]
             for transition in outcome.transitions:
                 out.add(self.settings.topic_transitions, partition, transition.customer_id.encode(),
-                        transition.model_dump_json().encode(), timestamp_ms=produced_ms.get(transition.trigger_event_id))
+                        transition.model_dump_json().encode(), headers=headers,
+                        timestamp_ms=produced_ms.get(transition.trigger_event_id))
                 by_stage[(transition.from_stage, transition.to_stage)] += 1
             for key, value in outcome.changed.items():
                 states.append((partition, key, value))
@@ -165,7 +190,7 @@ class PathService(GroupService):
         if late:
             self.metrics.late.inc(late)
 
-    async def _send(self, out: Outbox, states: list[tuple[int, bytes, bytes]]) -> None:
+    async def _send(self, out: Outbox, states: list[tuple[int, bytes, bytes | None]]) -> None:
         """Make one batch's output durable, while the next batch is fetched and decoded.
 
         Transitions (and dead letters, rekeyed events) first, then the states that say they
@@ -177,10 +202,40 @@ class PathService(GroupService):
         if states:
             changelog = Outbox(self.producer)
             for partition, key, value in states:
-                changelog.add(self.store.topic, partition, key, value)
+                if key == FENCE_KEY:  # a stale writer's fence was the last one: ours again
+                    changelog.add(self.store.topic, partition, FENCE_KEY, b"",
+                                  headers=fence_headers(self.store.epoch[partition]))
+                else:
+                    changelog.add(self.store.topic, partition, key, value, headers=stamp(self.store.epoch[partition]))
             # The tables change only now, with the changelog offset that holds these states:
             # a table that outlives the process (rocksdb) is then always a changelog prefix.
-            self.store.commit_states(states, await changelog.send())
+            fenced, stale = await self.store.commit(self.reader, states, await changelog.send())
+            if stale:
+                self.metrics.fenced_records.labels("changelog").inc(stale)
+            self._lost(fenced)
+
+    def _rewrites(self) -> list[tuple[int, bytes, bytes | None]]:
+        """States to write again: keys whose last changelog record is a stale writer's (fencing.py)."""
+        states: list[tuple[int, bytes, bytes | None]] = []
+        for partition, keys in self.store.rewrite.items():
+            if keys and partition in self._assigned and partition not in self.store.fenced:
+                table = self.store.table(partition)
+                states.extend((partition, key, None if key == FENCE_KEY else table.get(key)) for key in keys)
+                log.info("partition %d: writing %d states again over a stale writer's", partition, len(keys))
+                keys.clear()
+        return states
+
+    def _lost(self, fenced: set[int]) -> None:
+        """Partitions a newer owner has fenced: no more work or commits here until the group reassigns."""
+        if not fenced:
+            return
+        for partition in sorted(fenced):
+            log.warning("partition %d: fenced by a newer owner (epoch %s above ours, %s): this worker lost it "
+                        "while stalled; its late writes are ignored and it stops work on the partition until "
+                        "the group reassigns it", partition, describe_epoch(self.store.highest_epoch(partition)),
+                        describe_epoch(self.store.epoch.get(partition, 0)))
+        self.metrics.fenced_partitions.inc(len(fenced))
+        self.aligner.drop_partitions(fenced)
 
     async def _settle(self) -> None:
         """Wait for the batch in flight (if any); its failure is raised here."""
@@ -228,15 +283,17 @@ class PathService(GroupService):
         return progress
 
     # -- offsets, rebalances ---------------------------------------------------------------
-    def _committable(self) -> dict[TopicPartition, int]:
+    def _committable(self) -> dict[TopicPartition, OffsetAndMetadata]:
         offsets = {}
         for tp in self.consumer.assignment():
+            if tp.partition in self.store.fenced:
+                continue
             held = self.aligner.held_from(tp.topic, tp.partition)
             received = self.aligner.received_offset(tp.topic, tp.partition)
-            if held is not None:
-                offsets[tp] = held
-            elif received is not None:
-                offsets[tp] = received + 1
+            offset = held if held is not None else None if received is None else received + 1
+            if offset is not None:
+                metadata = self._rekeyed_fences.metadata(tp) if tp.topic == self.settings.topic_rekeyed else ""
+                offsets[tp] = OffsetAndMetadata(offset, metadata)
         return offsets
 
     async def _commit(self, force: bool) -> None:
@@ -259,12 +316,57 @@ class PathService(GroupService):
         await self._settle()  # the changelog holds this worker's own last states first
         partitions, started = sorted(self._to_recover), time.perf_counter()
         result = await self.store.recover(self.reader, partitions)
+        if result.stale:
+            self.metrics.fenced_records.labels("changelog").inc(result.stale)
+        await self._fence(partitions)
+        await self._load_rekeyed_fences()
         self._to_recover.clear()
         log.info(
             "state of partitions %s recovered: %d changelog records (%d partitions caught up from their "
-            "table's offset) in %.2fs, %d customers held (%s, %s)", partitions, result.records, result.incremental,
-            time.perf_counter() - started, len(self.store), self.settings.state_store, self.store.counting,
+            "table's offset, %d stale records dropped) in %.2fs, %d customers held (%s, %s)", partitions,
+            result.records, result.incremental, result.stale, time.perf_counter() - started, len(self.store),
+            self.settings.state_store, self.store.counting,
         )
+
+    async def _fence(self, partitions: list[int]) -> None:
+        """Take the partitions over: a fence with a new epoch in every log the path writes for them.
+
+        The changelog is read up to our fence, so the table holds exactly what counts: every
+        record before the fence, none of an older epoch after it (streams/fencing.py).
+        """
+        fences = Outbox(self.producer)
+        for partition in partitions:
+            epoch = self.store.epoch[partition] = next_epoch(self.store.highest_epoch(partition), self._generation)
+            headers = fence_headers(epoch)
+            fences.add(self.store.topic, partition, FENCE_KEY, b"", headers=headers)
+            fences.add(self.settings.topic_transitions, partition, FENCE_KEY, b"", headers=headers)
+            for home in range(self.settings.partitions):
+                fences.add(self.settings.topic_rekeyed, home, FENCE_KEY, b"", headers=fence_headers(epoch, partition))
+        landed = await fences.send()
+        read = await self.store.catch_up(
+            self.reader, {p: landed[(self.store.topic, p)].last + 1 for p in partitions})
+        if read.stale:
+            self.metrics.fenced_records.labels("changelog").inc(read.stale)
+        self._lost({p for p in partitions if self.store.is_fenced(p)})
+        log.info("fenced partitions %s at epochs %s", partitions,
+                 ", ".join(describe_epoch(self.store.epoch[p]) for p in partitions))
+
+    async def _load_rekeyed_fences(self) -> None:
+        """Epochs seen on the rekeyed partitions before their committed offsets, from the commit's metadata.
+
+        Where the broker keeps no commit metadata, the tracker starts empty: a stale writer's
+        rekeyed record is then a second copy of an input event that its new owner forwards too,
+        which the event-id check absorbs.
+        """
+        tps = [tp for tp in self.consumer.assignment() if tp.topic == self.settings.topic_rekeyed]
+        try:
+            committed = await self.consumer._coordinator.fetch_committed_offsets(tps)  # noqa: SLF001 - metadata
+        except (KafkaError, AttributeError) as exc:
+            log.info("rekeyed fences: commit metadata unavailable (%s)", exc)
+            committed = {}
+        for tp in tps:
+            found = committed.get(tp)
+            self._rekeyed_fences.load(tp, found.metadata if found is not None else None)
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         try:
@@ -274,12 +376,18 @@ class PathService(GroupService):
         partitions = {tp.partition for tp in revoked}
         dropped = self.aligner.drop_partitions(partitions)
         self._assigned -= partitions
+        for tp in revoked:
+            self._rekeyed_fences.forget(tp)
         if dropped:
             log.info("rebalance: %d held events go back to their next owner", len(dropped))
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned = {tp.partition for tp in assigned}
         self._to_recover = set(self._assigned)
+        # Where the broker tells it (Apache Kafka does; the test broker says 0), the generation
+        # orders two owners that claim the same tenure (streams/fencing.py).
+        self._generation = getattr(getattr(self.consumer, "_coordinator", None), "generation", 0) or 0
         self.store.keep_only(self._assigned)
+        self.store.fenced.clear()  # every partition of the new assignment is fenced anew by us
         self.metrics.assigned_partitions.set(len(self._assigned))
         log.info("assigned partitions %s", sorted(self._assigned))

@@ -2,6 +2,12 @@
 
 While ClickHouse is down the batch in hand is retried with backoff and nothing more is
 fetched, so memory stays bounded and the topic itself is the buffer.
+
+Fences and stale records (streams/fencing.py) are skipped: a transition written by a path
+worker after it lost its partition never reaches ClickHouse. The epochs seen travel with each
+offset commit (its metadata), so a sink that resumes a partition resumes with them; on a broker
+that keeps no commit metadata it reads them back from the partition's records before the
+committed offset.
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aiokafka.errors import CommitFailedError
-from aiokafka.structs import TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from pydantic import ValidationError
 
 from journey.metrics import JourneyMetrics, observe_many
@@ -22,8 +28,9 @@ from schemas import Transition
 from schemas.rejections import Rejection
 from sinks.contract import Sink, SinkUnavailable
 from streams.deadletter import quarantine
+from streams.fencing import FenceTracker
 from streams.group_service import Fetched, GroupService
-from streams.kafka_io import Outbox, new_group_consumer, new_producer
+from streams.kafka_io import Outbox, new_group_consumer, new_producer, new_reader
 
 log = logging.getLogger("journey.sink")
 
@@ -41,7 +48,10 @@ class SinkService(GroupService):
         self.sink = sink
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journey-sink")
         self._buffer: list[Any] = []
+        self._stale: set[tuple[int, int]] = set()  # (partition, offset) of buffered records to skip
         self._first_at = 0.0
+        self.fences = FenceTracker()
+        self._to_restore: set[TopicPartition] = set()
 
     @property
     def ready(self) -> bool:
@@ -60,6 +70,8 @@ class SinkService(GroupService):
             return
         async with self._lock:
             await self.consumer.stop()
+        if hasattr(self, "reader"):
+            await self.reader.stop()
         await self.producer.stop()
         self.executor.shutdown(wait=True)
         self.sink.close()
@@ -69,9 +81,17 @@ class SinkService(GroupService):
         return min(100, int(self.settings.sink_batch_seconds * 1000)), room
 
     async def handle(self, fetched: Fetched) -> None:
-        for records in fetched.values():
+        if self._to_restore:
+            await self._restore_fences()
+        for tp, records in fetched.items():
             if records and not self._buffer:
                 self._first_at = time.monotonic()
+            for record in records:
+                keep, stale = self.fences.admit(tp, record)
+                if not keep:
+                    self._stale.add((record.partition, record.offset))
+                if stale:
+                    self.metrics.fenced_records.labels("transitions").inc()
             self._buffer.extend(records)
         if self._buffer and (len(self._buffer) >= self.settings.sink_batch_rows
                              or time.monotonic() - self._first_at >= self.settings.sink_batch_seconds):
@@ -79,13 +99,17 @@ class SinkService(GroupService):
 
     async def _flush(self) -> None:
         records, self._buffer = self._buffer, []
-        batch = await self._decode(records)
+        skip, self._stale = self._stale, set()
+        batch = await self._decode([r for r in records if (r.partition, r.offset) not in skip] if skip else records)
         if batch and not await self._write(batch):
             return  # stopping during an outage: uncommitted, so read again after a restart
         last: dict[tuple[str, int], int] = {}
         for record in records:  # in offset order within each partition
             last[(record.topic, record.partition)] = record.offset
-        offsets = {TopicPartition(topic, partition): offset + 1 for (topic, partition), offset in last.items()}
+        offsets = {}
+        for (topic, partition), offset in last.items():
+            tp = TopicPartition(topic, partition)
+            offsets[tp] = OffsetAndMetadata(offset + 1, self.fences.metadata(tp))
         try:
             await self.consumer.commit(offsets)
         except CommitFailedError as exc:
@@ -130,6 +154,53 @@ class SinkService(GroupService):
         observe_many(self.metrics.event_lag, [max(0.0, now - t.occurred_at.timestamp()) for t in batch])
         return True
 
+    async def _restore_fences(self) -> None:
+        """The epochs seen before each newly assigned partition's committed offset."""
+        tps, self._to_restore = sorted(self._to_restore), set()
+        try:
+            committed = await self.consumer._coordinator.fetch_committed_offsets(tps)  # noqa: SLF001 - metadata
+        except KafkaError as exc:
+            log.warning("sink: cannot read committed offsets (%s): re-reading fences from the partitions", exc)
+            committed = {}
+        rescan: dict[TopicPartition, int] = {}
+        for tp in tps:
+            found = committed.get(tp)
+            if not self.fences.load(tp, found.metadata if found is not None else None):
+                if found is not None and found.offset > 0:
+                    rescan[tp] = found.offset
+        if rescan:
+            await self._rescan(rescan)
+
+    async def _rescan(self, until: dict[TopicPartition, int]) -> None:
+        """Read the fences back from the records before the committed offsets (no commit metadata)."""
+        if not hasattr(self, "reader"):
+            self.reader = new_reader(self.settings)
+            await self.reader.start()
+        self.reader.assign(list(until))
+        starts = await self.reader.beginning_offsets(list(until))
+        todo = {tp: end for tp, end in until.items() if starts[tp] < end}
+        for tp in todo:
+            self.reader.seek(tp, starts[tp])
+        read = 0
+        while todo:
+            fetched = await self.reader.getmany(*todo, timeout_ms=1000)
+            for tp in list(todo):
+                for record in fetched.get(tp, []):
+                    if record.offset < todo[tp]:
+                        self.fences.admit(tp, record)
+                        read += 1
+                if await self.reader.position(tp) >= todo[tp]:
+                    del todo[tp]
+        self.reader.unsubscribe()
+        log.info("sink: fences of %d partitions read back from %d records (the broker kept no commit metadata)",
+                 len(until), read)
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._to_restore = set(assigned)
+
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         # Under the lock: an insert in progress has finished and committed.
         self._buffer = []  # uncommitted: the next owner reads them again
+        self._stale = set()
+        for tp in revoked:
+            self.fences.forget(tp)

@@ -3,8 +3,10 @@
 Partition p of the changelog holds the states of the customers whose events live in partition
 p of the inputs, and it is the source of truth. A worker given p brings its table for p up to
 the changelog's end before it applies any event of p. The path writes a batch's states to the
-table only after the changelog acknowledged them, together with the offset they end at, so a
-table is always exactly "the changelog up to offset N" and catching up means reading from N.
+table only after the changelog acknowledged them, together with the offset they end at, and
+only when they landed right after what the table holds (else it reads the log in between): a
+table is always exactly "the changelog up to offset N, read under the fencing rule of
+streams/fencing.py", and catching up means reading from N.
 
 Two backends behind one interface (`JOURNEY_STATE_STORE`):
 
@@ -36,6 +38,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from journey.errors import JourneyError
+from streams.fencing import FENCE_KEY, read_stamp
+from streams.kafka_io import Landed
 
 log = logging.getLogger("journey.state")
 
@@ -47,16 +51,35 @@ class Recovery:
     partitions: int = 0
     records: int = 0
     incremental: int = 0  # partitions caught up from their table's offset instead of from scratch
+    stale: int = 0  # records of a fenced-out writer, dropped (streams/fencing.py)
+
+
+@dataclass
+class TableMark:
+    """How far a table has read its changelog partition, persisted with the table."""
+
+    next_offset: int
+    highest_epoch: int = 0  # the highest writer epoch among the records read (streams/fencing.py)
 
 
 class StateStore:
-    """The tables' interface and their changelog recovery; a backend keeps the tables."""
+    """The tables' interface and their changelog reading; a backend keeps the tables.
+
+    A table advances only over changelog records it has read, under the fencing rule of
+    streams/fencing.py: records of an epoch below the highest seen are a stale writer's and are
+    dropped. `epoch[p]` is this worker's own epoch for p; `fenced` holds the partitions where a
+    newer owner's fence was found; `rewrite[p]` the keys whose last record in the log is a
+    stale one, which the owner writes again so log compaction keeps the right value.
+    """
 
     counting = "exact count"  # how len() is known, for log lines
 
     def __init__(self, changelog_topic: str) -> None:
         self.topic = changelog_topic
-        self._next_offset: dict[int, int] = {}  # open partitions -> changelog offset their table is current to
+        self._marks: dict[int, TableMark] = {}  # open partitions -> how far their table has read
+        self.epoch: dict[int, int] = {}
+        self.fenced: set[int] = set()
+        self.rewrite: dict[int, set[bytes]] = defaultdict(set)
 
     # -- what a backend provides -----------------------------------------------------------
     def table(self, partition: int) -> Mapping[bytes, bytes]:
@@ -66,38 +89,75 @@ class StateStore:
     def __len__(self) -> int:
         raise NotImplementedError
 
-    def _open(self, partition: int) -> int | None:
-        """Make the partition's table available; the offset it is current to, None if unknown."""
+    def _open(self, partition: int) -> TableMark | None:
+        """Make the partition's table available; how far it had read, None if unknown."""
         raise NotImplementedError
 
     def _clear(self, partition: int) -> None:
         raise NotImplementedError
 
-    def _write(self, partition: int, changes: Changes, next_offset: int) -> None:
-        """Apply the changes and record the offset they bring the table to, all or nothing."""
+    def _write(self, partition: int, changes: Changes, mark: TableMark) -> None:
+        """Apply the changes and record the mark they bring the table to, all or nothing."""
         raise NotImplementedError
 
     def _close(self, partition: int) -> None:
         raise NotImplementedError
 
     # -- shared ----------------------------------------------------------------------------
-    def commit_states(self, states: Iterable[tuple[int, bytes, bytes]],
-                      last_offsets: dict[tuple[str, int], int]) -> None:
-        """Store a batch's states once the changelog holds them (`last_offsets`: the producer's acks)."""
+    def highest_epoch(self, partition: int) -> int:
+        return self._marks[partition].highest_epoch
+
+    def next_offset(self, partition: int) -> int:
+        return self._marks[partition].next_offset
+
+    async def commit(self, reader: AIOKafkaConsumer, states: Iterable[tuple[int, bytes, bytes | None]],
+                     landed: dict[tuple[str, int], Landed]) -> tuple[set[int], int]:
+        """Store a batch's states once the changelog holds them (`landed`: the producer's acks).
+
+        Where the batch landed right after what the table holds, its states are applied as
+        they are. Otherwise someone else wrote in between (a stale writer, or a newer owner):
+        the table reads that stretch of the log instead. Returns the partitions found fenced
+        and the number of stale records read (and dropped).
+        """
         changes: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
         for partition, key, value in states:
             changes[partition].append((key, value))
-        for (topic, partition), offset in last_offsets.items():
-            if topic == self.topic:
-                self._write(partition, changes.pop(partition, []), offset + 1)
+        newly_fenced: set[int] = set()
+        stale = 0
+        for (topic, partition), span in landed.items():
+            if topic != self.topic:
+                continue
+            own = changes.pop(partition, [])
+            mark = self._marks[partition]
+            if (span.first == mark.next_offset and span.unbroken
+                    and self.epoch.get(partition, 0) >= mark.highest_epoch):
+                self._write(partition, own, TableMark(span.last + 1, mark.highest_epoch))
+                self.rewrite[partition].difference_update(key for key, _ in own)
+                continue
+            log.warning("partition %d: changelog records of another writer between offsets %d and %d: "
+                        "reading them", partition, mark.next_offset, span.last)
+            stale += (await self.catch_up(reader, {partition: span.last + 1})).stale
+            if self.is_fenced(partition):
+                newly_fenced.add(partition)
         if changes:
             raise ValueError(f"states of partitions {sorted(changes)} have no acknowledged changelog offset")
+        return newly_fenced, stale
+
+    def is_fenced(self, partition: int) -> bool:
+        fenced = self._marks[partition].highest_epoch > self.epoch.get(partition, 0)
+        if fenced:
+            self.fenced.add(partition)
+        return fenced
 
     def keep_only(self, partitions: Iterable[int]) -> None:
         keep = set(partitions)
-        for partition in [p for p in self._next_offset if p not in keep]:
+        for partition in [p for p in self._marks if p not in keep]:
             self._close(partition)
-            del self._next_offset[partition]
+            del self._marks[partition]
+            self.rewrite.pop(partition, None)
+        for partition in [p for p in self.epoch if p not in keep]:
+            del self.epoch[partition]
+        self.fenced &= keep
 
     def close(self) -> None:
         self.keep_only(())
@@ -111,34 +171,63 @@ class StateStore:
         reader.assign(tps)
         ends = await reader.end_offsets(tps)
         starts = await reader.beginning_offsets(tps)
-        todo: dict[TopicPartition, int] = {}
         for tp in tps:
             stored = self._open(tp.partition)
-            if stored is not None and starts[tp] <= stored <= ends[tp]:
-                start = stored
+            if stored is not None and starts[tp] <= stored.next_offset <= ends[tp]:
                 result.incremental += 1
             else:
                 if stored is not None:
                     log.warning("partition %d: table at changelog offset %d, outside the changelog's [%d, %d]: "
-                                "rebuilding it from the changelog", tp.partition, stored, starts[tp], ends[tp])
+                                "rebuilding it from the changelog", tp.partition, stored.next_offset, starts[tp],
+                                ends[tp])
                 self._clear(tp.partition)
-                start = starts[tp]
-            self._next_offset[tp.partition] = start
-            reader.seek(tp, start)
-            if start < ends[tp]:
-                todo[tp] = ends[tp]
+                stored = TableMark(starts[tp])
+            self._marks[tp.partition] = stored
+        read = await self.catch_up(reader, {tp.partition: ends[tp] for tp in tps})
+        result.records, result.stale = read.records, read.stale
+        return result
+
+    async def catch_up(self, reader: AIOKafkaConsumer, until: dict[int, int]) -> Recovery:
+        """Read each partition's changelog from where its table stands up to offset `until[p]`."""
+        result = Recovery(partitions=len(until))
+        tps = {TopicPartition(self.topic, p): end for p, end in until.items()}
+        reader.assign(list(tps))
+        todo = {}
+        for tp, end in tps.items():
+            reader.seek(tp, self._marks[tp.partition].next_offset)
+            if self._marks[tp.partition].next_offset < end:
+                todo[tp] = end
         while todo:
             fetched = await reader.getmany(*todo, timeout_ms=1000)
             for tp in list(todo):
                 records = fetched.get(tp, [])
                 position = await reader.position(tp)
-                if records or position != self._next_offset[tp.partition]:
-                    self._write(tp.partition, [(record.key, record.value) for record in records], position)
+                if records or position != self._marks[tp.partition].next_offset:
+                    result.stale += self._read(tp.partition, records, position)
                 result.records += len(records)
                 if position >= todo[tp]:
                     del todo[tp]
         reader.unsubscribe()
         return result
+
+    def _read(self, partition: int, records: list[Any], position: int) -> int:
+        """Apply changelog records in offset order under the fencing rule; returns the stale ones."""
+        highest = self._marks[partition].highest_epoch
+        rewrite = self.rewrite[partition]
+        changes: list[tuple[bytes, bytes | None]] = []
+        stale = 0
+        for record in records:
+            stamp = read_stamp(record.headers)
+            if stamp.epoch < highest:
+                stale += 1
+                rewrite.add(record.key)  # its last record may now be this stale one
+                continue
+            highest = max(highest, stamp.epoch)
+            rewrite.discard(record.key)
+            if record.key != FENCE_KEY:
+                changes.append((record.key, record.value))
+        self._write(partition, changes, TableMark(position, highest))
+        return stale
 
 
 class MemoryStateStore(StateStore):
@@ -152,30 +241,32 @@ class MemoryStateStore(StateStore):
     def __len__(self) -> int:
         return sum(len(table) for table in self.tables.values())
 
-    def _open(self, partition: int) -> int | None:
-        return self._next_offset.get(partition) if partition in self.tables else None
+    def _open(self, partition: int) -> TableMark | None:
+        return self._marks.get(partition) if partition in self.tables else None
 
     def _clear(self, partition: int) -> None:
         self.tables[partition] = {}
 
-    def _write(self, partition: int, changes: Changes, next_offset: int) -> None:
+    def _write(self, partition: int, changes: Changes, mark: TableMark) -> None:
         table = self.tables[partition]
         for key, value in changes:
             if value is None:
                 table.pop(key, None)
             else:
                 table[key] = value
-        self._next_offset[partition] = next_offset
+        self._marks[partition] = mark
 
     def _close(self, partition: int) -> None:
         del self.tables[partition]
 
 
-# A table's own record: which changelog offset it is current to and how many customers it
-# holds (RocksDB has no cheap exact count). State keys never start with NUL (state_codec).
+# A table's own record: which changelog offset it is current to, how many customers it holds
+# (RocksDB has no cheap exact count) and the highest writer epoch it has read. State keys never
+# start with NUL (state_codec). Format 1 (before fencing) had no epoch: read as epoch 0.
 META_KEY = b"\x00journey.table"
-META = struct.Struct("<BqQ")  # format u8 (=1) | next changelog offset i64 | customers u64
-META_FORMAT = 1
+META = struct.Struct("<BqQQ")  # format u8 (=2) | next changelog offset i64 | customers u64 | highest epoch u64
+META_FORMAT = 2
+META_V1 = struct.Struct("<BqQ")
 
 # One budget for the whole worker, however many partitions it owns: data blocks, index and
 # bloom filters, and the memtables (charged to the same cache). Bounded RAM is the point.
@@ -236,9 +327,9 @@ class RocksStateStore(StateStore):
     def _path(self, partition: int) -> str:
         return str(self.root / str(partition))
 
-    def _open(self, partition: int) -> int | None:
+    def _open(self, partition: int) -> TableMark | None:
         if partition in self.dbs:
-            return self._next_offset.get(partition)
+            return self._marks.get(partition)
         from rocksdict import Rdict
 
         try:
@@ -251,13 +342,16 @@ class RocksStateStore(StateStore):
         self.dbs[partition] = db
         self._counts[partition] = 0
         meta = db.get(META_KEY)
-        if meta is None or len(meta) != META.size or meta[0] != META_FORMAT:
+        if meta is not None and len(meta) == META.size and meta[0] == META_FORMAT:
+            _, next_offset, count, highest_epoch = META.unpack(meta)
+        elif meta is not None and len(meta) == META_V1.size and meta[0] == 1:
+            (_, next_offset, count), highest_epoch = META_V1.unpack(meta), 0
+        else:
             if meta is not None:
                 log.warning("partition %d: unknown table format in %s", partition, self._path(partition))
             return None
-        _, next_offset, count = META.unpack(meta)
         self._counts[partition] = count
-        return next_offset
+        return TableMark(next_offset, highest_epoch)
 
     def _clear(self, partition: int) -> None:
         from rocksdict import Rdict
@@ -267,7 +361,7 @@ class RocksStateStore(StateStore):
         self.dbs[partition] = Rdict(self._path(partition), self._options)
         self._counts[partition] = 0
 
-    def _write(self, partition: int, changes: Changes, next_offset: int) -> None:
+    def _write(self, partition: int, changes: Changes, mark: TableMark) -> None:
         from rocksdict import WriteBatch
 
         db = self.dbs[partition]
@@ -285,10 +379,10 @@ class RocksStateStore(StateStore):
                 batch.put(key, value)
                 if before is None:
                     count += 1
-        batch.put(META_KEY, META.pack(META_FORMAT, next_offset, count))
+        batch.put(META_KEY, META.pack(META_FORMAT, mark.next_offset, count, mark.highest_epoch))
         db.write(batch)
         self._counts[partition] = count
-        self._next_offset[partition] = next_offset
+        self._marks[partition] = mark
 
     def _close(self, partition: int) -> None:
         db = self.dbs.pop(partition, None)

@@ -54,6 +54,7 @@ class ClickHouseSink:
         self.url = url
         self.timeout_s = timeout_s
         self.backend: Backend | None = None
+        self.checked = False  # setup() succeeded once
 
     def setup(self) -> None:
         backend = self.connected()
@@ -63,6 +64,7 @@ class ClickHouseSink:
         ).rows[0][0]
         if not int(exists):
             raise SinkUnavailable(f"{self.url} has no table {self.url.database}.transitions — run `journey migrate`")
+        self.checked = True
 
     def connected(self) -> Backend:
         if self.backend is None:
@@ -72,6 +74,8 @@ class ClickHouseSink:
     def write(self, batch: Sequence[Transition]) -> None:
         if not batch:
             return
+        if not self.checked:
+            self.setup()  # a worker may start before ClickHouse is up, or migrated
         try:
             self.connected().insert("transitions", TRANSITION_COLUMNS, [transition_row(t) for t in batch])
         except SinkUnavailable:

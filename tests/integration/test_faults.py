@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from journey.generate import generate, to_jsonl
-from tests.support.pipeline import Pipeline, normalise, scrape, wait_until
+from tests.support.pipeline import Pipeline, metric, normalise, scrape, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +101,33 @@ def test_clickhouse_outage_is_retried_and_nothing_is_lost(broker, tmp_path: Path
         assert_equals_replay(pipeline, events)
         assert scrape(port)["journey_sink_clickhouse_up"] == 1
         assert pipeline.stored_count() == expected
+    finally:
+        pipeline.stop_workers()
+        clickhouse.stop()
+
+
+def test_a_worker_starts_while_clickhouse_is_down(broker, tmp_path: Path) -> None:
+    """The path does not need ClickHouse: transitions flow to their topic, rows follow once it is up."""
+    from journey.local import start_clickhouse
+
+    clickhouse = start_clickhouse(tmp_path / "clickhouse")
+    pipeline = Pipeline(broker, clickhouse, tmp_path)
+    try:
+        pipeline.setup()
+        tcp, http = clickhouse.port, clickhouse.ports["http"]
+        clickhouse.stop()
+        events = write_events(tmp_path / "events.jsonl", 300, seed=57)
+        pipeline.journey("produce", str(events))
+        worker, port = pipeline.start_worker()
+        transitions = len(pipeline.replay(events))
+        wait_until(lambda: metric(port, "journey_transitions_total") >= transitions, 180,
+                   "every transition published while ClickHouse is down")
+        assert worker.poll() is None
+        # Restarted on the same port a moment after it stopped (its old connections in TIME_WAIT).
+        clickhouse = pipeline.clickhouse = start_clickhouse(tmp_path / "clickhouse", tcp_port=tcp, http_port=http)
+        assert_equals_replay(pipeline, events)
+        log = (tmp_path / f"worker-{pipeline.started}.log").read_text()
+        assert "starting anyway" in log
     finally:
         pipeline.stop_workers()
         clickhouse.stop()

@@ -16,7 +16,7 @@ from tests.support.pipeline import Pipeline, wait_until
 pytestmark = pytest.mark.integration
 
 RECOVERED = re.compile(r"state of partitions \[[\d, ]*\] recovered: (\d+) changelog records \((\d+) partitions "
-                       r"caught up from their table's offset\) in [\d.]+s, (\d+) customers held \(rocksdb")
+                       r"caught up from their table's offset, \d+ stale records dropped\) in [\d.]+s, (\d+) customers held \(rocksdb")
 
 
 def customers_of(events: list[dict]) -> set[tuple[str, str]]:

@@ -197,3 +197,12 @@ def scrape(port: int) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             samples[name] = float(value)
     return samples
+
+
+def metric(port: int, name: str) -> float:
+    """A metric summed over its labels; 0 while the worker is not serving yet (or restarting)."""
+    try:
+        samples = scrape(port)
+    except OSError:
+        return 0.0
+    return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.unit.builders import RULES, T0, click, minute, moves, purchase, run, second, share
-from fivea import CustomerState, Stage, advance
+from fivea import RECENT_IDS, CustomerState, Stage, advance
 from schemas import Transition
 
 NONE_AWARE = ("none", "aware", "forward")
@@ -334,3 +336,42 @@ def test_advance_is_pure():
 def test_no_state_means_a_fresh_state():
     event = click("c", "product_view", id="fresh")
     assert advance(None, event, RULES) == advance(CustomerState(), event, RULES)
+
+
+# --- a customer who never stops sending (DESIGN.md §1d) ------------------------------------------
+
+
+def test_a_duplicate_within_the_window_is_ignored_even_with_another_payload():
+    state = None
+    for i in range(RECENT_IDS):
+        state = advance(state, click("c", "page_view", at=minute(i), id=f"e{i}"), RULES).state
+    step = advance(state, purchase("c", at=minute(100), id="e0"), RULES)  # e0 is the oldest remembered
+    assert step.duplicate and step.transitions == [] and step.state is state
+
+
+def test_beyond_the_window_a_redelivered_event_is_late_and_emits_nothing():
+    first = click("c", "product_view", at=minute(0), id="e0")
+    state = advance(None, first, RULES).state
+    for i in range(1, RECENT_IDS + 1):
+        state = advance(state, click("c", "page_view", at=minute(i), id=f"e{i}"), RULES).state
+    step = advance(state, first, RULES)  # forgotten id: applied again, and harmless
+    assert not step.duplicate and step.late and step.transitions == []
+    assert step.state.stage == state.stage and step.state.seq == state.seq
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["page_view", "product_view", "search", "like"]), min_size=1, max_size=300),
+       st.lists(st.integers(0, 299), max_size=40))
+def test_redelivery_never_changes_the_transitions_and_the_state_stays_bounded(actions, redelivered):
+    events = [click("c", action, at=minute(i), id=f"e{i}") for i, action in enumerate(actions)]
+    with_copies = list(events)
+    for index in redelivered:  # a copy of an earlier event, delivered right after a later one
+        if index < len(events):
+            with_copies.insert(min(len(with_copies), index + 5), events[index])
+    state, emitted = None, []
+    for event in with_copies:
+        step = advance(state, event, RULES)
+        state = step.state
+        emitted.extend(step.transitions)
+        assert len(state.recent) <= RECENT_IDS
+    assert emitted == run(events)

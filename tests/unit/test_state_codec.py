@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from fivea import CustomerState, Stage, advance, event_id_digest
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fivea import RECENT_IDS, CustomerState, Stage, advance, event_id_digest
 from streams.path_processor import PathProcessor
 from streams.state_codec import decode_state, encode_state, state_key
 from tests.unit.builders import RULES, click, minute, moves, purchase, run, share
@@ -23,7 +28,7 @@ def state_after(*events) -> CustomerState:
         CustomerState(),
         state_after(click("c", "page_view", at=minute(1))),
         state_after(click("c", "page_view", at=minute(9)), purchase("c", at=minute(3)), share("c", at=minute(4))),
-        CustomerState(Stage.ASK, entered_us=-5, seq=3, last_us=2**62, last_id="Zoë-李", seen=frozenset({0, 2**64 - 1})),
+        CustomerState(Stage.ASK, entered_us=-5, seq=3, last_us=2**62, last_id="Zoë-李", recent=(2**64 - 1, 0)),
     ],
     ids=["fresh", "aware", "after late events", "extremes"],
 )
@@ -38,13 +43,28 @@ def test_state_round_trip_with_many_ids():
     events = [click("c", "page_view", at=minute(i), id=f"id-{i}") for i in range(200)]
     state = state_after(*events)
     assert decode_state(encode_state(state)) == state
-    assert event_id_digest("id-7") in decode_state(encode_state(state)).seen
+    remembered = decode_state(encode_state(state)).recent
+    assert event_id_digest("id-199") in remembered and event_id_digest("id-7") not in remembered
+    assert len(remembered) == RECENT_IDS
 
 
-def test_encoding_is_deterministic():
-    a = CustomerState(Stage.AWARE, 1, 1, 1, "x", frozenset({3, 1, 2}))
-    b = CustomerState(Stage.AWARE, 1, 1, 1, "x", frozenset({2, 3, 1}))
-    assert encode_state(a) == encode_state(b)
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 2_000))
+def test_a_state_is_bounded_whatever_the_history(events):
+    state = state_after(*(click("c", "page_view", at=minute(i % 50), id=f"event-{i:08d}") for i in range(events)))
+    assert len(state.recent) == min(events, RECENT_IDS)
+    assert len(encode_state(state)) <= 24 + len("event-00000000") + 8 * RECENT_IDS
+
+
+def test_a_state_of_the_previous_format_is_read():
+    """Format 1 kept every digest, sorted: read with RECENT_IDS of them, written back as format 2."""
+    digests = sorted(event_id_digest(f"id-{i}") for i in range(100))
+    last_id = b"id-99"
+    raw = struct.pack("<BBqIqH", 1, int(Stage.APPEAL), 7, 2, 9, len(last_id)) + last_id + struct.pack("<100Q", *digests)
+    state = decode_state(raw)
+    assert (state.stage, state.entered_us, state.seq, state.last_us, state.last_id) == (Stage.APPEAL, 7, 2, 9, "id-99")
+    assert state.recent == tuple(digests[-RECENT_IDS:])
+    assert encode_state(state)[0] == 2
 
 
 def test_no_bytes_means_no_state():
@@ -57,7 +77,7 @@ def test_a_one_event_customer_is_small():
 
 
 def test_an_unknown_format_is_refused_by_name():
-    raw = b"\x02" + encode_state(state_after(click("c", "page_view", at=minute(1))))[1:]
+    raw = b"\x07" + encode_state(state_after(click("c", "page_view", at=minute(1))))[1:]
     with pytest.raises(ValueError, match="unknown customer-state format"):
         decode_state(raw)
 
@@ -131,7 +151,7 @@ def test_non_moving_event_still_changes_the_state():
     stored = {KEY: encode_state(state_after(click("c1", "search", at=minute(0), id="e1")))}
     outcome = PathProcessor(RULES).apply([click("c1", "page_view", at=minute(1), id="e2")], stored)
     assert outcome.transitions == []
-    assert event_id_digest("e2") in decode_state(outcome.changed[KEY]).seen
+    assert event_id_digest("e2") in decode_state(outcome.changed[KEY]).recent
 
 
 def test_late_events_are_counted():

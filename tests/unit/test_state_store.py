@@ -1,7 +1,8 @@
 """The state store's two backends: tables that are always a prefix of the changelog.
 
 No broker: `Changelog` answers the few consumer calls recovery makes from in-memory
-partitions (offset = position in the list + the partition's beginning).
+partitions (offset = position in the list + the partition's beginning). Records carry the
+writer's epoch header (streams/fencing.py) when a test gives one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import pytest
 from aiokafka.structs import TopicPartition
 
 from journey.errors import JourneyError
+from streams.fencing import FENCE_KEY, fence_headers, stamp
+from streams.kafka_io import Landed
 from streams.state_store import MemoryStateStore, RocksStateStore, StateStore
 
 TOPIC = "g-customer-state-changelog"
@@ -24,21 +27,28 @@ class Record:
     offset: int
     key: bytes
     value: bytes | None
+    headers: list = field(default_factory=list)
 
 
 @dataclass
 class Changelog:
     """Changelog partitions in memory, read the way `StateStore.recover` reads a consumer."""
 
-    logs: dict[int, list[tuple[bytes, bytes]]] = field(default_factory=dict)
+    logs: dict[int, list[tuple]] = field(default_factory=dict)
     beginnings: dict[int, int] = field(default_factory=dict)
     fetch_size: int = 3
     positions: dict[TopicPartition, int] = field(default_factory=dict)
 
-    def append(self, partition: int, *pairs: tuple[bytes, bytes]) -> dict[tuple[str, int], int]:
-        """Like a producer's acknowledgement: the last offset written per partition."""
-        self.logs.setdefault(partition, []).extend(pairs)
-        return {(TOPIC, partition): self._end(partition) - 1}
+    def append(self, partition: int, *pairs: tuple[bytes, bytes | None], epoch: int | None = None,
+               fence: bool = False) -> dict[tuple[str, int], Landed]:
+        """Like a producer's acknowledgement: where the records landed, per partition."""
+        headers = [] if epoch is None else fence_headers(epoch) if fence else stamp(epoch)
+        first = self._end(partition)
+        self.logs.setdefault(partition, []).extend((key, value, headers) for key, value in pairs)
+        return {(TOPIC, partition): Landed(first, self._end(partition) - 1, len(pairs))}
+
+    def fence(self, partition: int, epoch: int) -> dict[tuple[str, int], Landed]:
+        return self.append(partition, (FENCE_KEY, b""), epoch=epoch, fence=True)
 
     def _end(self, partition: int) -> int:
         return self.beginnings.get(partition, 0) + len(self.logs.get(partition, []))
@@ -61,7 +71,7 @@ class Changelog:
             start, base = self.positions[tp], self.beginnings.get(tp.partition, 0)
             pairs = self.logs.get(tp.partition, [])[start - base:start - base + self.fetch_size]
             if pairs:
-                fetched[tp] = [Record(start + i, key, value) for i, (key, value) in enumerate(pairs)]
+                fetched[tp] = [Record(start + i, *triple) for i, triple in enumerate(pairs)]
                 self.positions[tp] = start + len(pairs)
         return fetched
 
@@ -76,19 +86,32 @@ def recover(store: StateStore, changelog: Changelog, *partitions: int):
     return asyncio.run(store.recover(changelog, partitions))  # type: ignore[arg-type]
 
 
-def commit(store: StateStore, changelog: Changelog, partition: int, **states: bytes) -> None:
+def commit(store: StateStore, changelog: Changelog, partition: int, **states: bytes) -> set[int]:
     """What the path does per batch: the changelog first, then the table with its acknowledged offset."""
     pairs = [(key.encode(), value) for key, value in states.items()]
-    acked = changelog.append(partition, *pairs)
-    store.commit_states([(partition, key, value) for key, value in pairs], acked)
+    acked = changelog.append(partition, *pairs, epoch=store.epoch.get(partition))
+    fenced, _ = asyncio.run(store.commit(changelog, [(partition, key, value) for key, value in pairs], acked))  # type: ignore[arg-type]
+    return fenced
+
+
+def take_over(store: StateStore, changelog: Changelog, partition: int, generation: int = 0) -> int:
+    """What the path does when it is given a partition: recover, fence with a new epoch, read up to the fence."""
+    from streams.fencing import next_epoch
+
+    recover(store, changelog, partition)
+    epoch = store.epoch[partition] = next_epoch(store.highest_epoch(partition), generation)
+    landed = changelog.fence(partition, epoch)
+    asyncio.run(store.catch_up(changelog, {partition: landed[(TOPIC, partition)].last + 1}))  # type: ignore[arg-type]
+    return epoch
 
 
 @pytest.fixture(params=["memory", "rocksdb"])
 def new_store(request, tmp_path: Path):
     opened: list[StateStore] = []
 
-    def make() -> StateStore:
-        store = MemoryStateStore(TOPIC) if request.param == "memory" else RocksStateStore(TOPIC, tmp_path / "state")
+    def make() -> StateStore:  # each store its own directory, as each worker has
+        directory = tmp_path / f"state-{len(opened)}"
+        store = MemoryStateStore(TOPIC) if request.param == "memory" else RocksStateStore(TOPIC, directory)
         opened.append(store)
         return store
 
@@ -127,7 +150,7 @@ def test_states_without_an_acknowledged_offset_are_refused(new_store):
     store = new_store()
     recover(store, Changelog(), 0)
     with pytest.raises(ValueError, match="no acknowledged changelog offset"):
-        store.commit_states([(0, b"a", b"1")], {("another-topic", 0): 4})
+        asyncio.run(store.commit(Changelog(), [(0, b"a", b"1")], {("another-topic", 0): Landed(4, 4, 1)}))  # type: ignore[arg-type]
 
 
 def test_a_kept_partition_catches_up_from_its_offset(new_store):
@@ -154,6 +177,65 @@ def test_an_offset_outside_the_changelog_means_a_rebuild(new_store):
     assert (result.incremental, result.records) == (0, 1)
     assert store.table(0).get(b"a") is None and store.table(0).get(b"c") == b"1"
     assert len(store) == 1
+
+
+# -- fencing: a stale writer's records never count (streams/fencing.py) -------------------------
+
+
+def test_a_stalled_owners_late_states_are_dropped_and_written_again(new_store):
+    """A owns p, stalls; B takes p over (fence); A's batch lands after the fence."""
+    changelog = Changelog()
+    a, b = new_store(), new_store()
+    take_over(a, changelog, 0)
+    commit(a, changelog, 0, x=b"a1", y=b"a1")
+    take_over(b, changelog, 0)
+    assert b.table(0).get(b"x") == b"a1"  # everything before the fence counts
+    commit(b, changelog, 0, x=b"b2")
+    # A wakes: its batch lands after B's fence and B's newer state of x.
+    fenced = commit(a, changelog, 0, x=b"a-stale", z=b"a-stale")
+    assert fenced == {0} and 0 in a.fenced
+    assert a.table(0).get(b"x") == b"b2" and a.table(0).get(b"z") is None  # A's table follows the log
+    # B's next batch lands after A's stale records: B reads them, drops them, keeps its own.
+    commit(b, changelog, 0, y=b"b2")
+    assert b.table(0).get(b"x") == b"b2" and b.table(0).get(b"z") is None and b.table(0).get(b"y") == b"b2"
+    assert b.rewrite[0] == {b"x", b"z"}  # their last records are stale: B writes them again
+    # A third owner recovering from scratch sees the same, with A's records dropped.
+    c = new_store()
+    result = recover(c, changelog, 0)
+    assert result.stale == 2
+    assert c.table(0).get(b"x") == b"b2" and c.table(0).get(b"z") is None
+
+
+def test_records_before_the_fence_count_even_from_the_old_owner(new_store):
+    changelog = Changelog()
+    a, b = new_store(), new_store()
+    take_over(a, changelog, 0)
+    changelog.append(0, (b"late", b"a1"), epoch=a.epoch[0])  # landed before B's fence: it counts
+    epoch_b = take_over(b, changelog, 0)
+    assert epoch_b > a.epoch[0]
+    assert b.table(0).get(b"late") == b"a1" and not b.fenced
+
+
+def test_unstamped_records_of_the_previous_format_count_until_a_fence(new_store):
+    changelog = Changelog()
+    changelog.append(0, (b"old", b"1"))  # written before fencing existed: epoch 0
+    store = new_store()
+    take_over(store, changelog, 0)
+    assert store.table(0).get(b"old") == b"1"
+    changelog.append(0, (b"zombie", b"1"))  # an upgraded cluster's old worker, after a fence
+    commit(store, changelog, 0, new=b"1")
+    assert store.table(0).get(b"zombie") is None and store.table(0).get(b"new") == b"1"
+
+
+def test_a_stale_fence_is_ignored_and_our_fence_written_again(new_store):
+    changelog = Changelog()
+    a, b = new_store(), new_store()
+    take_over(a, changelog, 0)
+    stale_epoch = a.epoch[0]
+    take_over(b, changelog, 0)
+    changelog.fence(0, stale_epoch)  # a zombie's fence from a takeover it never finished
+    assert commit(b, changelog, 0, x=b"1") == set()
+    assert FENCE_KEY in b.rewrite[0]  # compaction would keep the stale fence: B writes its own again
 
 
 # -- rocksdb: tables outlive the process -------------------------------------------------------
