@@ -71,14 +71,14 @@ class Case:
 
 
 def measure_core(case: Case, path: Path) -> None:
-    from fivea import DEFAULT_RULES, replay
+    from fivea import Rules, replay
     from journey.gc_tuning import tune_gc_for_batches
     from schemas.rejections import decode
 
     events = [decode(line, 65_536) for line in path.read_bytes().splitlines()]
     tune_gc_for_batches()
     started = time.perf_counter()
-    case.transitions = sum(1 for _ in replay(events, DEFAULT_RULES))
+    case.transitions = sum(1 for _ in replay(events, Rules.default()))
     case.core_seconds = time.perf_counter() - started
     say(f"  core: {case.events:,} events in {case.core_seconds:.1f}s ({case.core_rate:,.0f}/s)")
 
@@ -123,7 +123,7 @@ def measure_worker(case: Case, path: Path, broker, clickhouse, workdir: Path) ->
 
 def render(cases: list[Case], args: argparse.Namespace, machine: dict[str, str], versions: dict[str, str]) -> str:
     hot, many = cases
-    core_ratio, worker_ratio = per(many.core_rate, hot.core_rate), per(many.worker_rate, hot.worker_rate)
+    core_ratio, worker_ratio = per(hot.core_rate, many.core_rate), per(hot.worker_rate, many.worker_rate)
     lines = [
         "# Issue 12: a customer who never stops sending",
         "",
@@ -142,8 +142,10 @@ def render(cases: list[Case], args: argparse.Namespace, machine: dict[str, str],
         *(f"| {c.name} | {c.events:,} | {c.customers:,} | {c.core_rate:,.0f} events/s | {c.worker_rate:,.0f} events/s "
           f"| {c.worker_cpu:.1f} | {c.largest_state:,} B |" for c in cases),
         "",
-        f"- Target: one customer within 2x of many customers. Core: many / one = {core_ratio:.2f}; "
-        f"worker: {worker_ratio:.2f} — {'met' if max(core_ratio, worker_ratio) <= 2 else 'NOT met'}.",
+        f"- Target: one customer no more than 2x slower than many customers (one / many >= 0.5). "
+        f"Core: one / many = {core_ratio:.2f}; worker: {worker_ratio:.2f} — "
+        f"{'met' if min(core_ratio, worker_ratio) >= 0.5 else 'NOT met'}. One customer is the cheaper "
+        "input: one state lookup and one state write per batch instead of one per customer.",
         f"- The largest state record stays under 1 KB whatever the history (the dedup window keeps the "
         f"last {_recent()} event ids); Apache Kafka's default record limit is ~1 MB.",
         "- Before issue 12 (the state kept every event id), `journey replay` of 80,000 events of one customer "

@@ -372,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # kafka-python narrates every connection attempt; its failures become our one-line errors.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)  # likewise, with tracebacks
     try:
         return args.run(args)
     except JourneyError as exc:

@@ -25,7 +25,7 @@ def _admin(brokers: list[str], timeout_s: float, security: Mapping[str, Any]) ->
             bootstrap_timeout_ms=int(timeout_s * 1000),
         )
     except (KafkaError, OSError):
-        raise kafka_unreachable(",".join(brokers)) from None
+        raise kafka_unreachable(",".join(brokers), security) from None
 
 
 def partition_counts(
@@ -35,7 +35,7 @@ def partition_counts(
     try:
         consumer = KafkaConsumer(**security, bootstrap_servers=brokers, bootstrap_timeout_ms=int(timeout_s * 1000))
     except (KafkaError, OSError):
-        raise kafka_unreachable(",".join(brokers)) from None
+        raise kafka_unreachable(",".join(brokers), security) from None
     try:
         return {topic: len(consumer.partitions_for_topic(topic) or ()) for topic in consumer.topics()}
     finally:

@@ -37,6 +37,7 @@ __all__ = [
     "start_broker",
     "start_clickhouse",
     "start_prometheus",
+    "start_tls_proxy",
     "tansu_binary",
     "wait_for_port",
 ]
@@ -277,7 +278,8 @@ def _kafka_answers(bootstrap: str, timeout: float = 5) -> None:
         raise ServiceError(str(exc)) from None
 
 
-def start_broker(workdir: Path, port: int | None = None, timeout: float = 30) -> LocalService:
+def start_broker(workdir: Path, port: int | None = None, timeout: float = 30,
+                 advertised_port: int | None = None) -> LocalService:
     """Run a memory-only Tansu broker; its data is gone when it stops."""
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -287,11 +289,53 @@ def start_broker(workdir: Path, port: int | None = None, timeout: float = 30) ->
     port = port or free_port()
     url = f"tcp://{HOST}:{port}"
     # Explicit flags: tansu also reads LISTENER_URL/STORAGE_ENGINE/... from the environment.
-    argv = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+    # A TLS proxy in front (start_tls_proxy) is what clients must be told about: the advertised
+    # listener is then the proxy's port, and the plaintext probe cannot follow it.
+    advertised = f"tcp://{HOST}:{advertised_port}" if advertised_port else url
+    argv = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
             "--storage-engine", "memory://tansu/"]
     proc, log_path = _spawn(argv, workdir, "tansu.log")
     svc = LocalService("tansu", proc, HOST, port, {"kafka": port}, log_path)
-    return _started(svc, lambda: _kafka_answers(svc.address), timeout)
+    return _started(svc, (lambda: None) if advertised_port else (lambda: _kafka_answers(svc.address)), timeout)
+
+
+# --- TLS in front of a plaintext service (stunnel) ---------------------------------------------
+
+
+def stunnel_binary() -> Path:
+    for name in ("stunnel4", "stunnel"):
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    raise ServiceError("stunnel not found — install Debian's stunnel4 (apt-get install stunnel4)")
+
+
+def start_tls_proxy(workdir: Path, upstream_port: int, certfile: Path, keyfile: Path, *,
+                    client_ca: Path | None = None, port: int | None = None, also_on: Sequence[str] = (),
+                    timeout: float = 30) -> LocalService:
+    """Terminate TLS on `port` (and `also_on` loopback addresses, same port) for a plaintext service.
+
+    With `client_ca`, clients must present a certificate signed by it (mutual TLS). Tansu's own
+    TLS options do not work (DESIGN.md §5), so the tests put Debian's stunnel in front of it.
+    """
+    binary = stunnel_binary()
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    if port:
+        _ensure_free(port, "stunnel")
+    port = port or free_port()
+    log_file = workdir / "stunnel-service.log"
+    lines = ["foreground = yes", "pid =", "debug = info", f"output = {log_file}"]
+    for index, host in enumerate((HOST, *also_on)):
+        lines += [f"[tls-{index}]", f"accept = {host}:{port}", f"connect = {HOST}:{upstream_port}",
+                  f"cert = {certfile}", f"key = {keyfile}"]
+        if client_ca is not None:
+            lines += [f"CAfile = {client_ca}", "verifyChain = yes", "requireCert = yes"]
+    config = workdir / "stunnel.conf"
+    config.write_text("\n".join(lines) + "\n")
+    proc, log_path = _spawn([str(binary), str(config)], workdir, "stunnel.log")
+    svc = LocalService("stunnel", proc, HOST, port, {"tls": port}, log_file)
+    return _started(svc, lambda: None, timeout)
 
 
 # --- ClickHouse ----------------------------------------------------------------------------------
@@ -316,9 +360,31 @@ _CLICKHOUSE_CONFIG = """<?xml version="1.0"?>
     <timezone>UTC</timezone>
     <mark_cache_size>268435456</mark_cache_size>
     <uncompressed_cache_size>268435456</uncompressed_cache_size>
-    <max_concurrent_queries>100</max_concurrent_queries>
+    <max_concurrent_queries>100</max_concurrent_queries>{extra}
 </yandex>
 """
+
+_CLICKHOUSE_TLS = """
+    <tcp_port_secure>{port}</tcp_port_secure>
+    <openSSL>
+        <server>
+            <certificateFile>{cert}</certificateFile>
+            <privateKeyFile>{key}</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>"""
+
+_CLICKHOUSE_USER = """
+        <{name}>
+            <password_sha256_hex>{sha256}</password_sha256_hex>
+            <networks><ip>::/0</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </{name}>"""
 
 # allow_experimental_low_cardinality_type: 18.16 accepts it here (the server profile) but the
 # setting must never be sent by the client, since current ClickHouse rejects the name.
@@ -336,7 +402,7 @@ _CLICKHOUSE_USERS = """<?xml version="1.0"?>
             <networks><ip>::/0</ip></networks>
             <profile>default</profile>
             <quota>default</quota>
-        </default>
+        </default>{users}
     </users>
     <quotas>
         <default>
@@ -370,13 +436,19 @@ def start_clickhouse(
     http_port: int | None = None,
     timeout: float = 30,
     log_level: str = "information",
+    tls: tuple[Path, Path] | None = None,
+    users: dict[str, str] | None = None,
 ) -> LocalService:
     """Run Debian's clickhouse-server 18.16 on a private data directory under `workdir` (kept, so a
     restart on the same workdir finds its tables again).
 
     18.16 runs as root without complaint when everything, including the users file, comes from a
-    generated config; no interserver port is configured, so only the two ports given are bound.
+    generated config; no interserver port is configured, so only the ports given are bound.
+    `tls` = (certificate, key) adds a secure native port (`ports["tcp_secure"]`); `users` adds
+    users with passwords (stored as SHA-256) beside the password-less `default`.
     """
+    import hashlib
+
     binary = clickhouse_binary()
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -384,12 +456,19 @@ def start_clickhouse(
         _ensure_free(p, "clickhouse-server")
     tcp_port = tcp_port or free_port()
     http_port = http_port or free_port()
+    ports = {"tcp": tcp_port, "http": http_port}
+    extra = ""
+    if tls is not None:
+        ports["tcp_secure"] = free_port()
+        extra = _CLICKHOUSE_TLS.format(port=ports["tcp_secure"], cert=Path(tls[0]).resolve(), key=Path(tls[1]).resolve())
     config = workdir / "clickhouse-config.xml"
     config.write_text(_CLICKHOUSE_CONFIG.format(
-        dir=workdir, host=HOST, tcp_port=tcp_port, http_port=http_port, level=log_level))
-    (workdir / "users.xml").write_text(_CLICKHOUSE_USERS)
+        dir=workdir, host=HOST, tcp_port=tcp_port, http_port=http_port, level=log_level, extra=extra))
+    user_xml = "".join(_CLICKHOUSE_USER.format(name=name, sha256=hashlib.sha256(password.encode()).hexdigest())
+                       for name, password in (users or {}).items())
+    (workdir / "users.xml").write_text(_CLICKHOUSE_USERS.format(users=user_xml))
     proc, log_path = _spawn([str(binary), f"--config-file={config}"], workdir, "clickhouse.log")
-    svc = LocalService("clickhouse", proc, HOST, tcp_port, {"tcp": tcp_port, "http": http_port}, log_path,
+    svc = LocalService("clickhouse", proc, HOST, tcp_port, ports, log_path,
                        url=f"clickhouse://default@{HOST}:{tcp_port}/")
     return _started(svc, lambda: _clickhouse_answers(HOST, tcp_port), timeout)
 

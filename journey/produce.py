@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from journey.errors import JourneyError, kafka_unreachable
+from journey.kafka_security import kafka_client_config
 from journey.settings import Settings
 from streams.kafka_io import PartitionBatches, new_producer, partition_of_key
 
@@ -89,7 +90,7 @@ class EventSender:
             await asyncio.wait_for(producer.start(), timeout=15)
         except (KafkaError, OSError, asyncio.TimeoutError):
             await producer.stop()
-            raise kafka_unreachable(self.settings.kafka_brokers) from None
+            raise kafka_unreachable(self.settings.kafka_brokers, kafka_client_config(self.settings)) from None
         return producer
 
     def _partition(self, topic: str, key: bytes | None) -> int:

@@ -14,6 +14,9 @@ if [ "$extras" = "test" ]; then
   # The tests prove the native-protocol path on a real server and scrape with a real Prometheus.
   command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ] || packages+=(clickhouse-server)
   command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+  # TLS end to end: stunnel terminates TLS in front of the test broker; openssl makes the test CA.
+  command -v stunnel4 >/dev/null 2>&1 || packages+=(stunnel4)
+  command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 fi
 python3 -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null || packages+=(python3)
 python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)

@@ -28,6 +28,7 @@ class ClickHouseTarget:
     password: SecretStr = SecretStr("")
     secure: bool = False
     verify: bool = True
+    ca_certs: str | None = None  # CA bundle that signed the server's certificate (TLS); None: the system's
 
     @classmethod
     def from_url(cls, url: str, password: SecretStr | None = None) -> "ClickHouseTarget":
@@ -49,6 +50,7 @@ class ClickHouseTarget:
             password=password if password is not None else url_password,
             secure=secure,
             verify=query.get("verify", "true").lower() in TRUE,
+            ca_certs=query.get("ca") or None,
         )
 
     @property

@@ -66,6 +66,7 @@ class Pipeline:
     backend: str = "server"  # "server": clickhouse-server over the native protocol; "chdb": embedded
     workers: list[subprocess.Popen] = field(default_factory=list)
     started: int = 0
+    settings_env: dict[str, str] = field(default_factory=dict)  # e.g. TLS settings, for every command
 
     @property
     def clickhouse_url(self) -> str:
@@ -95,6 +96,7 @@ class Pipeline:
             JOURNEY_SINK_BATCH_SECONDS="0.5",
             JOURNEY_METRICS_HOST="127.0.0.1",
         )
+        env.update(self.settings_env)
         env.update(extra)
         return env
 

@@ -42,6 +42,25 @@ def test_from_url(url, expected):
     assert got == expected
 
 
+def test_a_private_ca_comes_from_the_url():
+    assert ClickHouseTarget.from_url("clickhouses://h/db?ca=/etc/journey/ca.pem").ca_certs == "/etc/journey/ca.pem"
+    assert ClickHouseTarget.from_url("clickhouses://h/db").ca_certs is None
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer certificate", "?ca="),
+    ("Hostname mismatch, certificate is not valid for 'db'.", "not valid for 'h'"),
+    ("[SSL: WRONG_VERSION_NUMBER] wrong version number", "does not speak TLS"),
+])
+def test_tls_failures_are_named_with_their_fix(error, expected):
+    from sinks.clickhouse.connection import unreachable_message
+
+    message = unreachable_message(ClickHouseTarget.from_url("clickhouses://h/db"), OSError(error))
+    assert expected in message and "cannot reach" not in message
+    plain = unreachable_message(ClickHouseTarget.from_url("clickhouse://h/db"), OSError(error))
+    assert plain.startswith("cannot reach ClickHouse at h:9000")
+
+
 def test_explicit_password_wins_over_the_url():
     target = ClickHouseTarget.from_url("clickhouse://u:from-url@h/db", password=SecretStr("from-settings"))
     assert target.password.get_secret_value() == "from-settings"
