@@ -137,7 +137,7 @@ def render(cases: list[Case], args: argparse.Namespace, machine: dict[str, str],
         "",
         "## Results",
         "",
-        "| input | events | customers | core (`fivea.replay`) | worker, from ready | worker CPU-s | largest state record |",
+        "| input | events | customers | core (`fivea.replay`) | worker, from ready | worker CPU-s | largest changelog record (key + value + headers) |",
         "|---|---|---|---|---|---|---|",
         *(f"| {c.name} | {c.events:,} | {c.customers:,} | {c.core_rate:,.0f} events/s | {c.worker_rate:,.0f} events/s "
           f"| {c.worker_cpu:.1f} | {c.largest_state:,} B |" for c in cases),
