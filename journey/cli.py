@@ -227,10 +227,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    from journey.stack import up
+
+    return up(Path(args.workdir), clickhouse=args.clickhouse)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from journey.stack import down
+
+    return down(Path(args.workdir))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from journey.demo import run_demo
 
-    return run_demo(Path(args.workdir), customers=args.customers, seed=args.seed, keep=args.keep, rate=args.rate)
+    return run_demo(Path(args.workdir), customers=args.customers, seed=args.seed, keep=args.keep, rate=args.rate,
+                    events=Path(args.events) if args.events else None)
 
 
 # -- parser ---------------------------------------------------------------------------------
@@ -354,11 +367,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p, KAFKA)
     p.set_defaults(run=cmd_generate, profile_overrides=tuple(overrides))
 
+    p = sub.add_parser("up", help="start a local stack that stays: broker, ClickHouse, worker",
+                       description="Start a Kafka-compatible broker (Tansu, memory only), ClickHouse (embedded "
+                       "chDB, or Debian's clickhouse-server) and one worker in the background; create the topics, "
+                       "migrate, and print every address and the `export JOURNEY_...` lines that point the other "
+                       "commands at it. `journey down` stops it; a second `up` says it is already running.")
+    p.add_argument("--workdir", default=".journey/local",
+                   help="where the stack keeps its state (stack.json, env.sh), logs and chDB data [default: %(default)s]")
+    p.add_argument("--clickhouse", choices=("chdb", "server"), default="chdb",
+                   help="embedded chDB (nothing to install) or clickhouse-server [default: %(default)s]")
+    p.set_defaults(run=cmd_up)
+
+    p = sub.add_parser("down", help="stop the local stack `journey up` started",
+                       description="Stop the worker (it commits first), the broker and a clickhouse-server that "
+                       "`journey up` started. The ClickHouse data stays; the broker's topics (in memory) do not.")
+    p.add_argument("--workdir", default=".journey/local", help="the stack's directory [default: %(default)s]")
+    p.set_defaults(run=cmd_down)
+
     p = sub.add_parser("demo", help="run the whole pipeline locally: broker, ClickHouse, worker, data",
                        description="Start a local Tansu broker and an embedded ClickHouse (chDB), migrate, run "
                        "a worker, stream a simulated population into Kafka while a live view shows the 5A "
                        "path, then print the stage counts and where the data is.")
     p.add_argument("--workdir", default=".journey/demo", help="where the demo keeps its data and logs")
+    p.add_argument("--events", metavar="FILE",
+                   help="your own events (JSON Lines, one event per line in our contract: README, 'Run it on your "
+                   "own events') instead of simulated customers")
     p.add_argument("--customers", type=int, default=3000, help="customers to simulate [default: %(default)s]")
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--rate", type=float, default=3000, help="events/s fed to Kafka [default: %(default)s]")
@@ -373,6 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # kafka-python narrates every connection attempt; its failures become our one-line errors.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     logging.getLogger("clickhouse_driver").setLevel(logging.CRITICAL)  # likewise, with tracebacks
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # e.g. a refused InitProducerId, said once by us
     try:
         return args.run(args)
     except JourneyError as exc:

@@ -27,7 +27,7 @@ from journey.live import LiveSource, Snapshot, plain_line, render
 from journey.local import LocalService, ServiceError, free_port, start_broker
 from journey.produce import produce
 from journey.settings import Settings
-from schemas import parse_event
+from journey.stack import run_journey
 
 DATABASE = "journey"
 STAGE_COUNTS = f"SELECT to_stage, count() AS customers FROM {DATABASE}.transitions FINAL GROUP BY to_stage"
@@ -35,13 +35,6 @@ STAGE_COUNTS = f"SELECT to_stage, count() AS customers FROM {DATABASE}.transitio
 
 def _step(number: int, text: str) -> None:
     print(f"[{number}/5] {text}", flush=True)
-
-
-def _journey(args: list[str], env: dict[str, str], log: Path) -> None:
-    with log.open("ab") as out:
-        result = subprocess.run([sys.executable, "-m", "journey.cli", *args], env=env, stdout=out, stderr=out)
-    if result.returncode:
-        raise JourneyError(f"`journey {' '.join(args)}` failed — see {log}")
 
 
 def _fmt(value: float | None) -> str:
@@ -62,7 +55,8 @@ def print_summary(counts: dict[str, int]) -> None:
     print(f"  path shape           {metrics.shape} (distance to bow tie {_fmt(metrics.bow_tie_distance)})")
 
 
-def run_demo(workdir: Path, *, customers: int, seed: int, keep: bool, rate: float) -> int:
+def run_demo(workdir: Path, *, customers: int, seed: int, keep: bool, rate: float, events: Path | None = None) -> int:
+    """The whole pipeline on simulated customers, or on `events` (a JSON Lines file in our contract)."""
     workdir = workdir.resolve()
     if (workdir / "worker").exists():
         shutil.rmtree(workdir / "worker")  # the broker starts empty: old offsets/state mean nothing
@@ -86,8 +80,8 @@ def run_demo(workdir: Path, *, customers: int, seed: int, keep: bool, rate: floa
             JOURNEY_METRICS_PORT=str(metrics_port),
         )
         _step(2, f"creating topics and migrating the embedded ClickHouse (chDB) in {chdb_dir}")
-        _journey(["topics"], env, log)
-        _journey(["migrate"], env, log)
+        run_journey(["topics"], env, log)
+        run_journey(["migrate"], env, log)
         _truncate(chdb_dir)  # earlier demo runs leave their rows: start from an empty table
 
         _step(3, f"starting a worker (metrics: http://127.0.0.1:{metrics_port}/metrics)")
@@ -97,12 +91,18 @@ def run_demo(workdir: Path, *, customers: int, seed: int, keep: bool, rate: floa
             stdout=worker_log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
         )
 
-        _step(4, f"simulating {customers:,} customers")
-        events_file = workdir / "events.jsonl"
-        with events_file.open("wb") as out:
-            count = sum(out.write(to_jsonl(e)) > 0 for e in generate(customers, seed=seed))
-        expected = sum(1 for _ in replay((parse_event(line) for line in events_file.open("rb")), Rules.default()))
-        print(f"      {count:,} events; the offline replay predicts {expected:,} transitions")
+        if events is None:
+            _step(4, f"simulating {customers:,} customers")
+            events_file = workdir / "events.jsonl"
+            with events_file.open("wb") as out:
+                count = sum(out.write(to_jsonl(e)) > 0 for e in generate(customers, seed=seed))
+        else:
+            _step(4, f"reading your events from {events}")
+            events_file = events.resolve()
+        count, valid, expected = predict(events_file)
+        invalid = count - len(valid)
+        note = f" ({invalid:,} invalid: they go to the dead-letter topic)" if invalid else ""
+        print(f"      {count:,} events{note}; the offline replay predicts {expected:,} transitions")
 
         _step(5, f"producing them at up to {rate:,.0f} events/s while the worker places customers on the path")
         producer = PacedProducer(events_file, env, rate)
@@ -120,14 +120,31 @@ def run_demo(workdir: Path, *, customers: int, seed: int, keep: bool, rate: floa
         _where(workdir, clickhouse_url, workdir / "events.jsonl", workdir / "worker.log")
         return 130
     finally:
+        stopped = []
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
             try:
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 worker.kill()
+            stopped.append("the worker")
         if broker is not None:
             broker.stop()
+            stopped.append("the broker (its topics lived in memory)")
+        if stopped:
+            print(f"\nstopped {' and '.join(stopped)}; the ClickHouse data stays in {chdb_dir}", flush=True)
+
+
+def predict(events_file: Path) -> tuple[int, list, int]:
+    """(lines, valid events, transitions the replay predicts) of a JSON Lines file."""
+    from schemas.rejections import Rejection, decode
+
+    try:
+        lines = [line for line in events_file.read_bytes().splitlines() if line.strip()]
+    except OSError as exc:
+        raise JourneyError(f"cannot read {events_file}: {exc.strerror}") from None
+    valid = [e for e in (decode(line, Settings().max_event_bytes) for line in lines) if not isinstance(e, Rejection)]
+    return len(lines), valid, sum(1 for _ in replay(valid, Rules.default()))
 
 
 def _truncate(chdb_dir: Path) -> None:
@@ -213,6 +230,10 @@ def _watch(source: LiveSource, producer: PacedProducer, worker: subprocess.Popen
                 last_plain = time.monotonic()
                 print(plain_line(snap), flush=True)
             if producer.done.is_set() and stored >= expected and not keep:
+                if live is None:
+                    print(plain_line(snap), flush=True)
+                print(f"\n      done: all {expected:,} transitions the replay predicts are in ClickHouse; "
+                      f"{snap.consumed:,.0f} events at {snap.average:,.0f} events/s on average")
                 return snap
             time.sleep(0.5)
     finally:

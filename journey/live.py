@@ -24,7 +24,18 @@ class Snapshot:
     stored: float = 0.0
     stage_counts: dict[str, int] = field(default_factory=dict)
     rate: float = 0.0  # events/s since the previous snapshot
+    average: float = 0.0  # events/s from the worker's first accepted event to its latest
     produced: int = 0
+    status: str = "starting"  # starting -> joining (its consumer group) -> running
+
+    @property
+    def rate_text(self) -> str:
+        """What to show for the rate: the worker takes seconds to join its group before any event."""
+        if self.status == "starting":
+            return "worker starting"
+        if self.status == "joining":
+            return "worker joining its consumer group (a few seconds)"
+        return f"{self.rate:,.0f} events/s now, {self.average:,.0f} on average"
 
     @property
     def backlog(self) -> int:
@@ -53,6 +64,8 @@ class LiveSource:
         self.metrics_url = metrics_url
         self.stage_counts = stage_counts
         self.previous: Snapshot | None = None
+        self.first_at: float | None = None  # when the worker had accepted its first event
+        self.last_at = 0.0  # when it had accepted its latest
 
     def snapshot(self, produced: int) -> Snapshot:
         now = time.monotonic()
@@ -61,6 +74,9 @@ class LiveSource:
             samples = scrape_worker(self.metrics_url)
         except OSError:
             samples = {}
+        if samples:
+            owned = sum(v for _, v in samples.get("journey_assigned_partitions", []))
+            snap.status = "running" if owned > 0 else "joining"
         snap.consumed = sum(
             v for labels, v in samples.get("journey_events_consumed_total", []) if labels.get("outcome") == "accepted"
         )
@@ -74,6 +90,12 @@ class LiveSource:
             snap.stage_counts = self.previous.stage_counts if self.previous else {}
         if self.previous and now > self.previous.at:
             snap.rate = max(0.0, (snap.consumed - self.previous.consumed) / (now - self.previous.at))
+        if snap.consumed and self.first_at is None:
+            self.first_at = self.previous.at if self.previous else now
+        if snap.consumed > (self.previous.consumed if self.previous else 0):
+            self.last_at = now  # the average runs from the first accepted event to the latest one
+        if self.first_at is not None and self.last_at > self.first_at:
+            snap.average = snap.consumed / (self.last_at - self.first_at)
         self.previous = snap
         return snap
 
@@ -109,7 +131,7 @@ def render(snap: Snapshot):  # -> rich renderable
     flow = Table(show_header=False, show_edge=False, expand=True)
     flow.add_column("metric")
     flow.add_column("value", justify="right")
-    flow.add_row("events/s", f"{snap.rate:,.0f}")
+    flow.add_row("events/s", snap.rate_text)
     flow.add_row("events produced", f"{snap.produced:,}")
     flow.add_row("events accepted", f"{snap.consumed:,.0f}")
     flow.add_row("lag (events behind)", f"{snap.backlog:,}")
@@ -124,6 +146,6 @@ def render(snap: Snapshot):  # -> rich renderable
 def plain_line(snap: Snapshot) -> str:
     counts = " ".join(f"{s}={snap.stage_counts.get(s, 0):,}" for s in STAGES)
     return (
-        f"      {snap.rate:,.0f} events/s | accepted {snap.consumed:,.0f} | lag {snap.backlog:,} | "
+        f"      {snap.rate_text} | accepted {snap.consumed:,.0f} | lag {snap.backlog:,} | "
         f"stored {snap.stored:,.0f} | dead letters {sum(snap.deadletters.values()):,.0f} | {counts}"
     )

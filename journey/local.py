@@ -174,7 +174,11 @@ def _pdeathsig_preexec() -> Callable[[], None] | None:
     return preexec
 
 
-def _spawn(argv: Sequence[str], workdir: Path, log_name: str) -> tuple[subprocess.Popen, Path]:
+def _spawn(argv: Sequence[str], workdir: Path, log_name: str, detached: bool = False) -> tuple[subprocess.Popen, Path]:
+    """Start a child in its own session; unless `detached`, it gets SIGTERM when we die.
+
+    `detached` is for `journey up`, whose services must outlive the command that started them.
+    """
     log_path = workdir / log_name
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
@@ -184,7 +188,7 @@ def _spawn(argv: Sequence[str], workdir: Path, log_name: str) -> tuple[subproces
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_pdeathsig_preexec(),
+            preexec_fn=None if detached else _pdeathsig_preexec(),
         )
     return proc, log_path
 
@@ -279,7 +283,7 @@ def _kafka_answers(bootstrap: str, timeout: float = 5) -> None:
 
 
 def start_broker(workdir: Path, port: int | None = None, timeout: float = 30,
-                 advertised_port: int | None = None) -> LocalService:
+                 advertised_port: int | None = None, detached: bool = False) -> LocalService:
     """Run a memory-only Tansu broker; its data is gone when it stops."""
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -294,7 +298,7 @@ def start_broker(workdir: Path, port: int | None = None, timeout: float = 30,
     advertised = f"tcp://{HOST}:{advertised_port}" if advertised_port else url
     argv = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
             "--storage-engine", "memory://tansu/"]
-    proc, log_path = _spawn(argv, workdir, "tansu.log")
+    proc, log_path = _spawn(argv, workdir, "tansu.log", detached)
     svc = LocalService("tansu", proc, HOST, port, {"kafka": port}, log_path)
     return _started(svc, (lambda: None) if advertised_port else (lambda: _kafka_answers(svc.address)), timeout)
 
@@ -438,6 +442,7 @@ def start_clickhouse(
     log_level: str = "information",
     tls: tuple[Path, Path] | None = None,
     users: dict[str, str] | None = None,
+    detached: bool = False,
 ) -> LocalService:
     """Run Debian's clickhouse-server 18.16 on a private data directory under `workdir` (kept, so a
     restart on the same workdir finds its tables again).
@@ -467,7 +472,7 @@ def start_clickhouse(
     user_xml = "".join(_CLICKHOUSE_USER.format(name=name, sha256=hashlib.sha256(password.encode()).hexdigest())
                        for name, password in (users or {}).items())
     (workdir / "users.xml").write_text(_CLICKHOUSE_USERS.format(users=user_xml))
-    proc, log_path = _spawn([str(binary), f"--config-file={config}"], workdir, "clickhouse.log")
+    proc, log_path = _spawn([str(binary), f"--config-file={config}"], workdir, "clickhouse.log", detached)
     svc = LocalService("clickhouse", proc, HOST, tcp_port, ports, log_path,
                        url=f"clickhouse://default@{HOST}:{tcp_port}/")
     return _started(svc, lambda: _clickhouse_answers(HOST, tcp_port), timeout)

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import BrokerResponseError, KafkaError
 
 from journey.errors import JourneyError, kafka_unreachable
 from journey.kafka_security import kafka_client_config
@@ -88,6 +88,15 @@ class EventSender:
         )
         try:
             await asyncio.wait_for(producer.start(), timeout=15)
+        except BrokerResponseError as exc:
+            await producer.stop()
+            if self.settings.producer_idempotence:
+                # The broker answered: the start-up request that can fail this way is InitProducerId.
+                raise JourneyError(
+                    f"Kafka at {self.settings.kafka_brokers} refused an idempotent producer (InitProducerId: "
+                    f"{exc.__class__.__name__}): this broker does not support idempotent producers (the Tansu "
+                    "test broker does not) — set JOURNEY_PRODUCER_IDEMPOTENCE=false") from None
+            raise JourneyError(f"Kafka at {self.settings.kafka_brokers} refused the producer: {exc}") from None
         except (KafkaError, OSError, asyncio.TimeoutError):
             await producer.stop()
             raise kafka_unreachable(self.settings.kafka_brokers, kafka_client_config(self.settings)) from None

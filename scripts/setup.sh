@@ -19,7 +19,9 @@ if [ "$extras" = "test" ]; then
   command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 fi
 python3 -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null || packages+=(python3)
-python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
+# `python3 -m venv --help` passes without python3-venv; creating one then fails on the missing
+# ensurepip (Debian's python3 does not ship it): check for ensurepip itself.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || packages+=(python3-venv)
 if [ "${#packages[@]}" -gt 0 ]; then
   echo "setup: apt-get install ${packages[*]}"
   $sudo apt-get update -qq
@@ -27,9 +29,17 @@ if [ "${#packages[@]}" -gt 0 ]; then
 fi
 # Debian starts a system clickhouse-server on install where systemd runs; the project starts its own.
 
+# A .venv left behind by a failed first run (created before ensurepip was there) has no pip:
+# start it again rather than ask the user to delete it.
+if [ -x .venv/bin/python ] && ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  echo "setup: .venv has no pip (an earlier run failed half-way): creating it again"
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[$extras]"
+# editable_mode=compat: a plain .pth to the working tree (setuptools' default finder prints an
+# "Editable installation" notice on every install; a first run shows no warnings).
+.venv/bin/python -m pip install -q -e ".[$extras]" --config-settings editable_mode=compat
 echo "setup: ready (.venv, extras: $extras)"

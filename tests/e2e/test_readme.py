@@ -42,6 +42,10 @@ def test_the_demo_command_runs_the_pipeline_end_to_end(tmp_path: Path) -> None:
     assert aware >= 300  # every simulated customer (plus the referred ones) is aware
     assert re.search(r"PAR \(act/aware\)\s+0\.\d{3}", out)
     assert "where the data is" in out and str(tmp_path / "demo") in out
+    assert re.search(r"done: all [\d,]+ transitions the replay predicts are in ClickHouse; [\d,]+ events at "
+                     r"[\d,]+ events/s on average", out)
+    assert "stopped the worker and the broker" in out  # it says it stopped what it started
+    assert "deprecated" not in result.stderr.lower()  # the setup's install shows no packaging warnings
     # The data outlives the demo and is queryable with the one SQL command.
     url = f"chdb://{tmp_path / 'demo' / 'chdb'}?database=journey"
     query = run(sys.executable, "-m", "journey.cli", "sql", "SELECT count() AS n FROM journey.transitions FINAL",
@@ -96,3 +100,22 @@ def test_help_reads_well() -> None:
         assert re.search(rf"^\s+{command}\s+\S", result.stdout, flags=re.M), command
     worker_help = run(sys.executable, "-m", "journey.cli", "worker", "--help").stdout
     assert "--kafka-brokers" in worker_help and "JOURNEY_" in worker_help
+
+
+def test_setup_mends_a_venv_left_without_pip_and_installs_without_warnings(tmp_path: Path) -> None:
+    """A first run that failed half-way (no ensurepip then) leaves a .venv without pip behind."""
+    copy = tmp_path / "journey5a"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        target = copy / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((ROOT / name).read_bytes())
+    subprocess.run(["python3", "-m", "venv", "--without-pip", str(copy / ".venv")], check=True, timeout=120)
+    result = subprocess.run(["bash", "scripts/setup.sh", "local"], cwd=copy, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "creating it again" in result.stdout
+    assert subprocess.run([str(copy / ".venv/bin/python"), "-m", "pip", "--version"], capture_output=True).returncode == 0
+    problems = [line for line in result.stderr.splitlines()
+                if ("deprecated" in line.lower() or "Editable installation" in line) ]
+    assert not problems, problems

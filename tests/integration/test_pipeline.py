@@ -119,3 +119,17 @@ def test_events_from_librdkafka_are_accepted(pipeline: Pipeline, tmp_path: Path)
     assert_stream_equals_replay(pipeline, events_file)
     rekeyed = sum(v for k, v in scrape(port).items() if 'outcome="rekeyed"' in k)
     assert rekeyed > 0  # CRC32 placed some customers away from their murmur2 partition
+
+
+def test_a_refused_idempotent_producer_is_named_with_its_setting(broker, clickhouse, tmp_path: Path) -> None:
+    """Tansu has no InitProducerId: the error says so, not "cannot reach" (the broker is up)."""
+    pipeline = Pipeline(broker, clickhouse, tmp_path)
+    pipeline.journey("topics")
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(to_jsonl(e) for e in generate(3, seed=1)))
+    result = pipeline.journey("produce", str(events), check=False, JOURNEY_PRODUCER_IDEMPOTENCE="true")
+    stderr = result.stderr.decode()
+    assert result.returncode == 2 and "Traceback" not in stderr
+    line = stderr.strip().splitlines()
+    assert len(line) == 1 and "does not support idempotent producers" in line[0]
+    assert "JOURNEY_PRODUCER_IDEMPOTENCE=false" in line[0] and "cannot reach" not in line[0]
