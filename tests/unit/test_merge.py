@@ -1,0 +1,105 @@
+"""The merge rule (fivea/merge.py): table-driven cases, and hypothesis against the replay of the union."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fivea import replay
+from fivea.merge import Link, chain_rows, event_links, journey_of, merge
+from fivea.path import event_time_us
+from fivea.stages import Stage
+from tests.unit.builders import RULES, click, minute, purchase, share
+
+ACTIONS = ["page_view", "product_view", "like", "search", "compare", "add_to_cart"]
+
+
+def event(kind: int, action: int, at: int, n: int):
+    if kind == 0:
+        return click("c", ACTIONS[action % len(ACTIONS)], at=minute(at), id=f"e{n:03d}")
+    if kind == 1:
+        return purchase("c", "completed" if action % 3 else "refunded", at=minute(at), id=f"e{n:03d}")
+    return share("c", "review" if action % 2 else "share", rating=action % 5 + 1, at=minute(at), id=f"e{n:03d}")
+
+
+# Few distinct minutes: ties in event time are common, so the event-id tie-break is exercised.
+events_strategy = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 11), st.integers(0, 6)), min_size=1,
+                           max_size=14).map(lambda specs: [event(k, a, t, n) for n, (k, a, t) in enumerate(specs)])
+
+
+def replayed(events) -> list[tuple]:
+    """The replay's transitions, in the fields the chain decides."""
+    return [(event_time_us(t.occurred_at), t.trigger_event_id, t.from_stage, t.to_stage, t.kind, t.dwell_ms)
+            for t in replay(events, RULES)]
+
+
+def as_rows(journey) -> list[tuple]:
+    return [(r.link.at_us, r.link.event_id, r.from_stage, r.to_stage, r.kind, r.dwell_ms) for r in chain_rows(journey)]
+
+
+# -- table-driven --------------------------------------------------------------------------------
+
+
+def test_a_late_click_before_a_purchase_becomes_the_aware_entry():
+    bought = purchase("c", at=minute(10), id="p")
+    late_click = click("c", "product_view", at=minute(2), id="k")
+    merged = merge(journey_of([bought], RULES), event_links(late_click, RULES))
+    assert [(l.event_id, l.stage) for l in merged] == [("k", Stage.AWARE), ("k", Stage.APPEAL), ("p", Stage.ACT)]
+    assert [(r.from_stage, r.to_stage, r.kind, r.dwell_ms) for r in chain_rows(merged)] == [
+        ("none", "aware", "forward", None), ("aware", "appeal", "forward", 0), ("appeal", "act", "skip", 480_000)]
+
+
+def test_a_click_made_after_the_purchase_but_delivered_first_is_superseded():
+    """The issue's example: the replay shows aware -> act; the stream saw aware -> appeal first."""
+    first_seen = click("c", "product_view", at=minute(5), id="k")
+    bought = purchase("c", at=minute(1), id="p")
+    merged = merge(journey_of([first_seen], RULES), event_links(bought, RULES))
+    assert [(l.event_id, l.stage) for l in merged] == [("p", Stage.AWARE), ("p", Stage.ACT)]
+
+
+def test_merging_a_journey_with_itself_changes_nothing():
+    journey = journey_of([click("c", "page_view", at=minute(0)), purchase("c", at=minute(3))], RULES)
+    assert merge(journey, journey) == journey
+
+
+def test_ties_in_time_are_broken_by_event_id_then_stage():
+    a = Link(10, "b", Stage.APPEAL)
+    b = Link(10, "a", Stage.ASK)
+    assert merge((Link(10, "b", Stage.AWARE), a), (Link(10, "a", Stage.AWARE), b)) == (Link(10, "a", Stage.AWARE), b)
+
+
+# -- properties ----------------------------------------------------------------------------------
+
+
+@settings(max_examples=400, deadline=None)
+@given(events_strategy, st.randoms(use_true_random=False))
+def test_merging_two_journeys_equals_replaying_the_union(events, rng: random.Random):
+    side = [rng.random() < 0.5 for _ in events]
+    a = [e for e, left in zip(events, side) if left]
+    b = [e for e, left in zip(events, side) if not left]
+    merged = merge(journey_of(a, RULES), journey_of(b, RULES))
+    assert merged == journey_of(events, RULES)
+    assert as_rows(merged) == replayed(events)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events_strategy, st.randoms(use_true_random=False))
+def test_events_in_any_arrival_order_merged_one_at_a_time_give_the_replay(events, rng: random.Random):
+    arrival = list(events)
+    rng.shuffle(arrival)
+    journey: tuple = ()
+    for late_or_not in arrival:
+        journey = merge(journey, event_links(late_or_not, RULES))
+    assert as_rows(journey) == replayed(events)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events_strategy, events_strategy, events_strategy)
+def test_merging_is_commutative_associative_and_idempotent(x, y, z):
+    a, b, c = (journey_of(e, RULES) for e in (x, y, z))
+    assert merge(a, b) == merge(b, a)
+    assert merge(merge(a, b), c) == merge(a, merge(b, c)) == merge(a, b, c)
+    assert merge(a, a) == a and merge(merge(a, b), b) == merge(a, b)
+    assert len(merge(a, b, c)) <= 5
