@@ -10,6 +10,7 @@ which also works on servers too old for server-side parameters.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -136,8 +137,13 @@ class ChdbBackend:
         self.database = checked_identifier(database, "database name")
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        # A process that owns the directory for good (a worker) announces itself: go through it
+        # without trying the lock, which makes chDB print "Cannot lock file" on stderr.
+        owner = read_owner(self.path)
+        if owner and _alive(owner.get("pid")):
+            raise ChdbLocked(self.path, owner)
         # A short-lived `journey sql` or `migrate` may hold the directory for a moment: wait a
-        # little before calling it taken (a process that owns it for good announces itself).
+        # little before calling it taken.
         deadline = time.monotonic() + lock_wait_s
         while True:
             try:
@@ -223,6 +229,18 @@ class BackendURL:
 
     def __str__(self) -> str:
         return f"chdb://{self.path}?database={self.database}" if self.scheme == "chdb" else str(self.target)
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def read_owner(path: Path) -> dict[str, Any] | None:
