@@ -39,6 +39,7 @@ import orjson
 from bench.profile import Sampler, summarise
 from journey.generate import generate, to_jsonl
 from journey.local import LocalService, start_broker, start_clickhouse
+from streams.path_service import RECOVERED_LOG
 from tests.support.pipeline import JOURNEY, Pipeline, normalise, scrape
 
 RESULTS = Path(__file__).resolve().parent / "results" / "throughput.md"
@@ -643,8 +644,6 @@ def allocated_bytes(directory: Path) -> int:
     return sum(f.stat().st_blocks * 512 for f in directory.rglob("*") if f.is_file()) if directory.exists() else 0
 
 
-RECOVERED = re.compile(r"recovered: (\d+) changelog records \((\d+) partitions caught up from their table's offset\) "
-                       r"in ([\d.]+)s, (\d+) customers held")
 
 
 def wait_applied(port: int, proc: subprocess.Popen, wanted: int, what: str) -> None:
@@ -705,11 +704,11 @@ def measure_store(broker: LocalService, clickhouse: LocalService, workdir: Path,
         run.restart_ready_s = time.monotonic() - started
     finally:
         pipeline.stop_workers()
-    found = RECOVERED.search(worker_log(pipeline).read_text(errors="replace"))
+    found = RECOVERED_LOG.search(worker_log(pipeline).read_text(errors="replace"))
     if found is None:
         raise RuntimeError(f"no recovery line in {worker_log(pipeline)}")
-    run.restart_records, run.restart_incremental = int(found.group(1)), int(found.group(2))
-    run.restart_recovery_s, run.restart_customers = float(found.group(3)), int(found.group(4))
+    run.restart_records, run.restart_incremental = int(found["records"]), int(found["incremental"])
+    run.restart_recovery_s, run.restart_customers = float(found["seconds"]), int(found["customers"])
     return run
 
 

@@ -200,18 +200,38 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from sinks.clickhouse.backends import ChdbLocked, QueryError
     from sinks.contract import SinkUnavailable
 
-    params = dict(p.split("=", 1) for p in args.param)
     url = backend_url(settings_from(args))
+    query, params = args.query, {}
+    if args.file:
+        from sinks.clickhouse.analytics import LibraryQuery
+
+        try:
+            text = Path(args.file).read_text()
+        except OSError as exc:
+            raise JourneyError(f"cannot read {args.file}: {exc.strerror}") from None
+        library_query = LibraryQuery.parse(Path(args.file).stem, text)
+        try:  # the library names its database `journey`: the configured one instead
+            query = library_query.sql(url.database)
+        except ValueError as exc:
+            raise JourneyError(str(exc)) from None
+        params = library_query.defaults()  # `-- params: name Type = default` in its header
+    elif not query:
+        raise JourneyError("give a query, or --file FILE")
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise JourneyError(f"--param {item!r}: use NAME=VALUE")
+        params[name] = value
     try:
         backend = url.open()
         try:
-            result = backend.query(args.query, params)
+            result = backend.query(query, params)
         finally:
             backend.close()
     except ChdbLocked as exc:
         if not exc.owner:
             raise JourneyError(str(exc)) from None
-        result = query_owner(exc.owner, args.query, params)
+        result = query_owner(exc.owner, query, params)
     except (SinkUnavailable, QueryError) as exc:
         raise JourneyError(str(exc)) from None
     sys.stdout.write(render(result.columns, result.rows, args.format))
@@ -291,8 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run one query against JOURNEY_CLICKHOUSE_URL and print the result. For a "
                        "chDB directory held by a running worker or demo, the query goes through that process "
                        "(read-only statements only).")
-    p.add_argument("query", help="SQL; parameters as {name:Type}, e.g. WHERE brand = {brand:String}")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a query parameter")
+    p.add_argument("query", nargs="?", help="SQL; parameters as {name:Type}, e.g. WHERE brand = {brand:String}")
+    p.add_argument("--file", metavar="FILE",
+                   help="run a SQL file as it is, e.g. one of the query library (sinks/clickhouse/sql): its "
+                   "`-- params:` header gives each parameter's default; `journey.` names the configured database")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a query parameter (overrides the file's default)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="[default: %(default)s]")
     _add_settings(p, CLICKHOUSE)
     p.set_defaults(run=cmd_sql)

@@ -290,6 +290,10 @@ class LibraryQuery:
         match = _VERSION.search(self.server)
         return (int(match.group(1)), int(match.group(2))) if match else None
 
+    def defaults(self) -> dict[str, str]:
+        """Each parameter's default from the header (`name Type = value`): the file runs as it is."""
+        return {name: value.strip("'") for name, value in _PARAM_DEFAULT.findall(self.params)}
+
     def sql(self, database: str = LIBRARY_DATABASE) -> str:
         db = _db(database)
         return re.sub(rf"\b{LIBRARY_DATABASE}\.(?=\w)", f"{db}.", self.body)
@@ -314,6 +318,9 @@ class LibraryQuery:
         body = "\n".join(lines[body_start:]).strip()
         return cls(name, fields.get("title", name), " ".join(description), fields.get("params", ""),
                    fields.get("reads", ""), fields.get("server", "any"), body)
+
+
+_PARAM_DEFAULT = re.compile(r"(\w+) \w+(?:\([^)]*\))? = ('[^']*'|[^\s,]+)")
 
 
 def library() -> dict[str, LibraryQuery]:

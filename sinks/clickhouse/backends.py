@@ -65,6 +65,22 @@ def to_driver_params(sql: str) -> str:
     return PARAMETER.sub(r"%(\1)s", sql.replace("%", "%%"))
 
 
+def typed_params(sql: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Values given as text (e.g. `journey sql --param limit=5`) as the numbers their placeholders
+    declare: the driver's client-side escaping would quote them (`LIMIT '5'` is a syntax error).
+    chDB binds by type itself."""
+    typed = dict(params)
+    for name, type_ in re.findall(r"\{(\w+):([^{}]+)\}", sql):
+        value = typed.get(name)
+        if isinstance(value, str):
+            number = int if re.match(r"U?Int\d+$", type_) else float if re.match(r"Float\d+$", type_) else None
+            try:
+                typed[name] = number(value) if number else value
+            except ValueError:
+                pass  # not a number: the server names the error
+    return typed
+
+
 class NativeBackend:
     """A ClickHouse server over the native protocol (clickhouse-driver)."""
 
@@ -87,7 +103,7 @@ class NativeBackend:
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
         if params:
-            rows, types = self._run(to_driver_params(sql), dict(params), with_column_types=True)
+            rows, types = self._run(to_driver_params(sql), typed_params(sql, params), with_column_types=True)
         else:
             rows, types = self._run(sql, with_column_types=True)
         return QueryResult([name for name, _ in types], [tuple(r) for r in rows])

@@ -392,3 +392,41 @@ def test_report_through_the_process_holding_a_chdb_directory(tmp_path: Path) -> 
         server.shutdown()
         (url.path.resolve() / OWNER_FILE).unlink(missing_ok=True)
         backend.close()
+
+
+def test_every_library_file_runs_as_it_is_through_journey_sql(pipeline, tmp_path) -> None:
+    """`journey sql --file F`, unchanged, defaults for every parameter; on chDB through the running worker."""
+    from sinks.clickhouse.analytics import SQL_DIR
+    from tests.integration.test_faults import write_events
+
+    events = write_events(tmp_path / "events.jsonl", 150, seed=191)
+    pipeline.journey("produce", str(events))
+    pipeline.start_worker()
+    pipeline.wait_for_rows(len(pipeline.replay(events)))
+    files = sorted(SQL_DIR.glob("*.sql"))
+    assert len(files) >= 10
+    for path in files:
+        result = pipeline.journey("sql", "--file", str(path), "--format", "csv", check=False)
+        assert result.returncode == 0, (path.name, result.stderr.decode()[-2000:])
+        assert result.stderr.decode().strip() == "", (path.name, result.stderr.decode()[-2000:])  # no stray errors
+        assert len(result.stdout.decode().splitlines()) >= 2, path.name  # a header and rows: all data by default
+    narrowed = pipeline.journey("sql", "--file", str(SQL_DIR / "top_advocates.sql"), "--param", "limit=1",
+                                "--format", "csv")
+    assert len(narrowed.stdout.decode().splitlines()) <= 2
+
+
+def test_a_failed_connection_is_one_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from journey.local import free_port
+    from sinks.clickhouse.analytics import SQL_DIR
+
+    port = free_port()
+    result = subprocess.run([sys.executable, "-m", "journey.cli", "sql", "--file", str(SQL_DIR / "stage_entries.sql"),
+                             "--clickhouse-url", f"clickhouse://default@127.0.0.1:{port}/journey"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"journey sql: cannot reach ClickHouse at 127.0.0.1:{port} (NetworkError) — start clickhouse-server or set "
+        "JOURNEY_CLICKHOUSE_URL"]

@@ -3,20 +3,17 @@ tables' offsets, and the result still equals `journey replay`."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from journey.generate import generate, to_jsonl
+from streams.path_service import RECOVERED_LOG
 from tests.integration.test_faults import TANSU_EXACT_OFFSETS, assert_equals_replay
 from tests.support.pipeline import Pipeline, wait_until
 
 pytestmark = pytest.mark.integration
-
-RECOVERED = re.compile(r"state of partitions \[[\d, ]*\] recovered: (\d+) changelog records \((\d+) partitions "
-                       r"caught up from their table's offset, \d+ stale records dropped\) in [\d.]+s, (\d+) customers held \(rocksdb")
 
 
 def customers_of(events: list[dict]) -> set[tuple[str, str]]:
@@ -25,7 +22,8 @@ def customers_of(events: list[dict]) -> set[tuple[str, str]]:
 
 def recoveries(log: Path) -> list[tuple[int, int, int]]:
     """(changelog records read, partitions caught up incrementally, customers held) per recovery."""
-    return [tuple(map(int, m.groups())) for m in RECOVERED.finditer(log.read_text(errors="replace"))]
+    return [(int(m["records"]), int(m["incremental"]), int(m["customers"]))
+            for m in RECOVERED_LOG.finditer(log.read_text(errors="replace")) if m["store"] == "rocksdb"]
 
 
 @pytest.mark.parametrize("pipeline", ["server"], indirect=True)

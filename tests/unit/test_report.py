@@ -38,7 +38,8 @@ def test_every_library_file_documents_itself_and_runs_on_named_tables():
     assert set(queries) >= {spec.query for spec in SPECS if spec.query} | {"path_metrics", "stage_entries_daily"}
     for name, query in queries.items():
         assert query.title != name and query.description, name
-        assert query.params.startswith("brand String, since Date, until Date (exclusive)"), name
+        assert query.params.startswith("brand String = 'default', since Date = '1970-01-01' (all data), "
+                                       "until Date = '2100-01-01' (exclusive; all data)"), name
         assert query.reads and query.server, name
         assert query.body.startswith("SELECT"), name
         assert ";" not in query.body, name  # one statement: `journey sql` and the worker's endpoint accept it
@@ -46,7 +47,7 @@ def test_every_library_file_documents_itself_and_runs_on_named_tables():
         assert tables and tables <= set(DERIVED_TABLES) | set(VIEWS), name
         assert "transitions" not in tables, name  # period queries never scan raw transitions
         for param in re.findall(r"\{(\w+):", query.body):
-            assert param in query.params, (name, param)
+            assert param in query.defaults(), (name, param)  # every parameter has a default
 
 
 def test_library_sql_is_rendered_for_the_configured_database():

@@ -1,7 +1,7 @@
 -- title: Channels per stage
 -- Customers entering each stage in the period by the channel of the event that moved them
 -- ('' = the event had no channel), most aware customers first.
--- params: brand String, since Date, until Date (exclusive)
+-- params: brand String = 'default', since Date = '1970-01-01' (all data), until Date = '2100-01-01' (exclusive; all data)
 -- reads: journey.stage_entries_daily (rollup)
 -- server: any (tested on ClickHouse 18.16 and 26.9)
 SELECT

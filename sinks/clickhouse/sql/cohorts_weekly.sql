@@ -3,7 +3,7 @@
 -- first-seen days in [since, until), and how many of each cohort have entered each later stage
 -- by now (any time after, not only within the period); par and bar are the cohort's act and
 -- advocate shares.
--- params: brand String, since Date, until Date (exclusive)
+-- params: brand String = 'default', since Date = '1970-01-01' (all data), until Date = '2100-01-01' (exclusive; all data)
 -- reads: journey.customer_current_stage (view over the customer_state rollup)
 -- server: any (tested on ClickHouse 18.16 and 26.9)
 SELECT

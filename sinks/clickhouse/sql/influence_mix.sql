@@ -3,7 +3,7 @@
 -- moved them (Kotler's own / other / outer influence): own = their own initiative (direct,
 -- organic, app), other = peers (a referrer, social, referral, review and community channels),
 -- outer = marketing (a campaign, paid and email channels). Shares are of the stage's entries.
--- params: brand String, since Date, until Date (exclusive)
+-- params: brand String = 'default', since Date = '1970-01-01' (all data), until Date = '2100-01-01' (exclusive; all data)
 -- reads: journey.stage_entries_daily (rollup)
 -- server: any (tested on ClickHouse 18.16 and 26.9)
 SELECT

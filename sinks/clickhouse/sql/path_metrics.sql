@@ -10,7 +10,7 @@
 -- each clamped to [0, 1]; 0 is the bow tie (advocate ~ aware, act ~ appeal); NULL when aware = 0.
 -- These are the rules of fivea/ratios.py (PathMetrics), which `journey report` uses; the tests
 -- keep the two equal.
--- params: brand String, since Date, until Date (exclusive)
+-- params: brand String = 'default', since Date = '1970-01-01' (all data), until Date = '2100-01-01' (exclusive; all data)
 -- reads: journey.stage_entries_daily (rollup)
 -- server: any (tested on ClickHouse 18.16 and 26.9)
 SELECT

@@ -4,7 +4,7 @@
 -- the distinct advocates who brought them; advocates = customers who entered advocate in the
 -- period; viral_coefficient = referred / advocates (DESIGN.md §1); referred_per_referrer =
 -- referred / referring_advocates. NULL (n/a) for a zero denominator.
--- params: brand String, since Date, until Date (exclusive)
+-- params: brand String = 'default', since Date = '1970-01-01' (all data), until Date = '2100-01-01' (exclusive; all data)
 -- reads: journey.referrals_daily and journey.stage_entries_daily (rollups)
 -- server: any (tested on ClickHouse 18.16 and 26.9)
 SELECT

@@ -4,7 +4,7 @@
 -- A customer enters a stage at most once, so each is counted once per stage they entered;
 -- stages nobody entered are absent (read them as 0). Skipped stages are not entered: an impulse
 -- buyer (aware -> act) counts in aware and act only.
--- params: brand String, since Date, until Date (exclusive)
+-- params: brand String = 'default', since Date = '1970-01-01' (all data), until Date = '2100-01-01' (exclusive; all data)
 -- reads: journey.stage_entries_daily (rollup; never scans transitions)
 -- server: any (tested on ClickHouse 18.16 and 26.9)
 SELECT

@@ -2,7 +2,7 @@
 -- Customers entering each stage per UTC day, one column per stage: a time series for
 -- dashboards (Grafana: format as time series, `day` as the time column). Days with no entries
 -- are absent.
--- params: brand String, since Date, until Date (exclusive)
+-- params: brand String = 'default', since Date = '1970-01-01' (all data), until Date = '2100-01-01' (exclusive; all data)
 -- reads: journey.stage_entries_daily (rollup)
 -- server: any (tested on ClickHouse 18.16 and 26.9)
 SELECT

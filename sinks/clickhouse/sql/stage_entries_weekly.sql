@@ -1,7 +1,7 @@
 -- title: Stage entries per week
 -- Customers entering each stage per ISO week (weeks start on Monday, UTC), one column per
 -- stage, for a brand and period. The first and last weeks are cut at since and until.
--- params: brand String, since Date, until Date (exclusive)
+-- params: brand String = 'default', since Date = '1970-01-01' (all data), until Date = '2100-01-01' (exclusive; all data)
 -- reads: journey.stage_entries_daily (rollup)
 -- server: any (tested on ClickHouse 18.16 and 26.9)
 SELECT

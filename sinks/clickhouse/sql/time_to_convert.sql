@@ -6,7 +6,7 @@
 -- Exact quantiles (quantilesExact: the value at position floor(level * count) of the sorted
 -- values); NULL when no customer converted. Both steps come from one pass over the customers
 -- (the -If combinator), then one row per step (arrayJoin).
--- params: brand String, since Date, until Date (exclusive)
+-- params: brand String = 'default', since Date = '1970-01-01' (all data), until Date = '2100-01-01' (exclusive; all data)
 -- reads: journey.customer_current_stage (view over the customer_state rollup)
 -- server: any (tested on ClickHouse 18.16 and 26.9)
 SELECT
