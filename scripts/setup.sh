@@ -39,7 +39,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-# editable_mode=compat: a plain .pth to the working tree (setuptools' default finder prints an
-# "Editable installation" notice on every install; a first run shows no warnings).
-.venv/bin/python -m pip install -q -e ".[$extras]" --config-settings editable_mode=compat
+# -qq: setuptools prints a notice on every editable install ("Editable installation ...",
+# whatever the editable mode); errors are still shown. A first run shows no warnings.
+.venv/bin/python -m pip install -qq -e ".[$extras]"
 echo "setup: ready (.venv, extras: $extras)"

@@ -116,6 +116,7 @@ def test_setup_mends_a_venv_left_without_pip_and_installs_without_warnings(tmp_p
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert "creating it again" in result.stdout
     assert subprocess.run([str(copy / ".venv/bin/python"), "-m", "pip", "--version"], capture_output=True).returncode == 0
+    # Any warning, but for this machine's own pip configuration (index directories it lacks).
     problems = [line for line in result.stderr.splitlines()
-                if ("deprecated" in line.lower() or "Editable installation" in line) ]
+                if "warning" in line.lower() and "is ignored: it is neither a file nor a directory" not in line]
     assert not problems, problems

@@ -445,7 +445,7 @@ def test_prometheus_scrapes_the_workers_and_loads_the_rules():
 
 
 @pytest.mark.parametrize("name", ["JourneyWorkerDown", "JourneyConsumerLagGrowing", "JourneyDeadLetterRate",
-                                  "JourneySinkFailing"])
+                                  "JourneySinkFailing", "JourneyWorkerStalled"])
 def test_alert_is_defined_with_severity_and_text(alerts, name):
     rule = alerts[name]
     assert rule["labels"]["severity"] in ("critical", "warning", "info")
@@ -463,6 +463,7 @@ def test_alert_expressions_read_what_they_are_named_after(alerts):
     assert 'up{job="journey-worker"} == 0' in alerts["JourneyWorkerDown"]["expr"]
     assert "journey_aligner_buffered_events" in alerts["JourneyConsumerLagGrowing"]["expr"]
     assert "rate(journey_deadletters_total[5m])" in alerts["JourneyDeadLetterRate"]["expr"]
+    assert "journey_fenced_partitions_total" in alerts["JourneyWorkerStalled"]["expr"]
     sink = alerts["JourneySinkFailing"]["expr"]
     assert "journey_sink_clickhouse_up == 0" in sink and "increase(journey_sink_failures_total[5m])" in sink
 
@@ -499,6 +500,9 @@ ALERT_CASES = [
      [(f"journey_sink_clickhouse_up{{{WORKER}}}", "0 0 0 0 0 0 0"),
       (f"journey_sink_failures_total{{{WORKER}}}", "0 0 0 0 0 0 0")],
      "6m", []),
+    ("JourneyWorkerStalled", [(f"journey_fenced_partitions_total{{{WORKER}}}", "0 0 0 2 2 2")], "5m",
+     [{"severity": "warning", **W_LABELS}]),
+    ("JourneyWorkerStalled", [(f"journey_fenced_partitions_total{{{WORKER}}}", "0+0x30")], "25m", []),
     ("JourneyDeadLetterRate",
      [(f'journey_deadletters_total{{{WORKER}, reason="invalid_json"}}', "0+120x12")],
      "12m", [{"severity": "warning", "reason": "invalid_json"}]),
