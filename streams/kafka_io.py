@@ -7,11 +7,12 @@ what one core can decode.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.structs import TopicPartition
 from kafka.partitioner.default import murmur2
 
 from journey.kafka_security import kafka_client_config
@@ -75,6 +76,31 @@ def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "request_timeout_ms": 60_000,
     }
     return AIOKafkaProducer(**{**options, **overrides})
+
+
+async def read_ranges(reader: AIOKafkaConsumer,
+                      ranges: dict[TopicPartition, tuple[int, int]]) -> AsyncIterator[tuple[TopicPartition, list, int]]:
+    """Read partitions from `start` until the position reaches `end`: (tp, records, position) per fetch.
+
+    For a consumer outside any group (`new_reader`). A fetch may run past `end`; callers that
+    must stop exactly there look at each record's offset.
+    """
+    reader.assign(list(ranges))
+    todo: dict[TopicPartition, int] = {}
+    for tp, (start, end) in ranges.items():
+        reader.seek(tp, start)
+        if start < end:
+            todo[tp] = end
+    try:
+        while todo:
+            fetched = await reader.getmany(*todo, timeout_ms=1000)
+            for tp in list(todo):
+                position = await reader.position(tp)
+                yield tp, fetched.get(tp, []), position
+                if position >= todo[tp]:
+                    del todo[tp]
+    finally:
+        reader.unsubscribe()
 
 
 class Landed(NamedTuple):

@@ -30,7 +30,7 @@ from sinks.contract import Sink, SinkUnavailable
 from streams.deadletter import quarantine
 from streams.fencing import FenceTracker
 from streams.group_service import Fetched, GroupService
-from streams.kafka_io import Outbox, new_group_consumer, new_producer, new_reader
+from streams.kafka_io import Outbox, new_group_consumer, new_producer, new_reader, read_ranges
 
 log = logging.getLogger("journey.sink")
 
@@ -178,20 +178,12 @@ class SinkService(GroupService):
             await self.reader.start()
         self.reader.assign(list(until))
         starts = await self.reader.beginning_offsets(list(until))
-        todo = {tp: end for tp, end in until.items() if starts[tp] < end}
-        for tp in todo:
-            self.reader.seek(tp, starts[tp])
         read = 0
-        while todo:
-            fetched = await self.reader.getmany(*todo, timeout_ms=1000)
-            for tp in list(todo):
-                for record in fetched.get(tp, []):
-                    if record.offset < todo[tp]:
-                        self.fences.admit(tp, record)
-                        read += 1
-                if await self.reader.position(tp) >= todo[tp]:
-                    del todo[tp]
-        self.reader.unsubscribe()
+        async for tp, records, _ in read_ranges(self.reader, {tp: (starts[tp], end) for tp, end in until.items()}):
+            for record in records:
+                if record.offset < until[tp]:
+                    self.fences.admit(tp, record)
+                    read += 1
         log.info("sink: fences of %d partitions read back from %d records (the broker kept no commit metadata)",
                  len(until), read)
 

@@ -39,7 +39,7 @@ from aiokafka.structs import TopicPartition
 
 from journey.errors import JourneyError
 from streams.fencing import FENCE_KEY, read_stamp
-from streams.kafka_io import Landed
+from streams.kafka_io import Landed, read_ranges
 
 log = logging.getLogger("journey.state")
 
@@ -190,24 +190,11 @@ class StateStore:
     async def catch_up(self, reader: AIOKafkaConsumer, until: dict[int, int]) -> Recovery:
         """Read each partition's changelog from where its table stands up to offset `until[p]`."""
         result = Recovery(partitions=len(until))
-        tps = {TopicPartition(self.topic, p): end for p, end in until.items()}
-        reader.assign(list(tps))
-        todo = {}
-        for tp, end in tps.items():
-            reader.seek(tp, self._marks[tp.partition].next_offset)
-            if self._marks[tp.partition].next_offset < end:
-                todo[tp] = end
-        while todo:
-            fetched = await reader.getmany(*todo, timeout_ms=1000)
-            for tp in list(todo):
-                records = fetched.get(tp, [])
-                position = await reader.position(tp)
-                if records or position != self._marks[tp.partition].next_offset:
-                    result.stale += self._read(tp.partition, records, position)
-                result.records += len(records)
-                if position >= todo[tp]:
-                    del todo[tp]
-        reader.unsubscribe()
+        ranges = {TopicPartition(self.topic, p): (self._marks[p].next_offset, end) for p, end in until.items()}
+        async for tp, records, position in read_ranges(reader, ranges):
+            if records or position != self._marks[tp.partition].next_offset:
+                result.stale += self._read(tp.partition, records, position)
+            result.records += len(records)
         return result
 
     def _read(self, partition: int, records: list[Any], position: int) -> int:

@@ -2,10 +2,11 @@
 
 Two workers share the partitions. One is frozen (SIGSTOP) while it has a batch in flight — the
 test waits for its metrics to count a batch's transitions, which it does right after handing
-them to its producer, then stops it at once — for longer than its session timeout, so the other takes its partitions over. Events keep arriving while it
-is frozen; when it resumes (SIGCONT) it goes on with what it had fetched before it learns that
-it left the group, and its writes land after the new owner's. Then the other worker is frozen
-in turn. Every run ends equal to `journey replay`; the fencing counters say what was dropped.
+them to its producer, then stops it at once — for longer than its session timeout, so the
+other takes its partitions over. Events keep arriving while it is frozen; when it resumes
+(SIGCONT) it goes on with what it had fetched before it learns that it left the group, and its
+writes land after the new owner's. Then the other worker is frozen in turn. Every run ends
+equal to `journey replay`; the fencing counters say what was dropped.
 """
 
 from __future__ import annotations
