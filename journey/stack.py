@@ -26,20 +26,11 @@ from typing import Any
 
 from journey.errors import JourneyError
 from journey.local import HOST, ServiceError, free_port, start_broker, start_clickhouse
+from sinks.clickhouse.backends import process_alive
 
 STATE = "stack.json"
 DEFAULT_PORTS = {"kafka": 9092, "metrics": 9464}
 DATABASE = "journey"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _port_or_free(port: int) -> int:
@@ -98,7 +89,7 @@ def up(workdir: Path, clickhouse: str = "chdb") -> int:
     workdir = workdir.resolve()
     stack = read_stack(workdir)
     if stack is not None:
-        running = {name: pid for name, pid in _processes(stack).items() if _alive(pid)}
+        running = {name: pid for name, pid in _processes(stack).items() if process_alive(pid)}
         if running == _processes(stack):
             print(f"already running (started {stack['started']}, state in {workdir}):")
             _print(stack, workdir)
@@ -169,20 +160,20 @@ def _stop_started(service: Any) -> None:
 
 def _terminate(pid: int, timeout: float = 30) -> bool:
     """SIGTERM the process group (each service leads its own), then SIGKILL; True if it ran."""
-    if not _alive(pid):
+    if not process_alive(pid):
         return False
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         try:  # a child of ours (the failed-start path) must be reaped, or it stays a zombie
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
         time.sleep(0.1)
-    if _alive(pid):
+    if process_alive(pid):
         os.killpg(pid, signal.SIGKILL)
     return True
 

@@ -156,7 +156,7 @@ class ChdbBackend:
         # A process that owns the directory for good (a worker) announces itself: go through it
         # without trying the lock, which makes chDB print "Cannot lock file" on stderr.
         owner = read_owner(self.path)
-        if owner and _alive(owner.get("pid")):
+        if owner and process_alive(owner.get("pid")):
             raise ChdbLocked(self.path, owner)
         # A short-lived `journey sql` or `migrate` may hold the directory for a moment: wait a
         # little before calling it taken.
@@ -247,7 +247,8 @@ class BackendURL:
         return f"chdb://{self.path}?database={self.database}" if self.scheme == "chdb" else str(self.target)
 
 
-def _alive(pid: Any) -> bool:
+def process_alive(pid: Any) -> bool:
+    """Whether another process with this id runs (the owner of a chDB directory, a local service)."""
     if not isinstance(pid, int) or pid == os.getpid():
         return False
     try:
