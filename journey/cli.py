@@ -410,8 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the whole pipeline locally: broker, ClickHouse, worker, data",
                        description="Start a local Tansu broker and an embedded ClickHouse (chDB), migrate, run "
-                       "a worker, stream a simulated population into Kafka while a live view shows the 5A "
-                       "path, then print the stage counts and where the data is.")
+                       "a worker, stream a simulated population (or your own events: --events FILE) into Kafka "
+                       "while a live view shows the 5A path, wait until ClickHouse holds what the offline replay "
+                       "predicts, then print the stage counts and where the data is, and stop what it started.")
     p.add_argument("--workdir", default=".journey/demo", help="where the demo keeps its data and logs")
     p.add_argument("--events", metavar="FILE",
                    help="your own events (JSON Lines, one event per line in our contract: README, 'Run it on your "
