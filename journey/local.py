@@ -209,6 +209,15 @@ def _ensure_free(port: int, name: str) -> None:
                                "or pass another port (None picks a free one)") from None
 
 
+def _place(workdir: Path, port: int | None, name: str) -> tuple[Path, int]:
+    """The service's directory (created) and port: the one asked for, checked free, else any free one."""
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    if port:
+        _ensure_free(port, name)
+    return workdir, port or free_port()
+
+
 def _started(svc: LocalService, probe: Callable[[], object], timeout: float) -> LocalService:
     """Wait for the port, then until `probe` stops raising; never leak the child on failure."""
     try:
@@ -285,12 +294,8 @@ def _kafka_answers(bootstrap: str, timeout: float = 5) -> None:
 def start_broker(workdir: Path, port: int | None = None, timeout: float = 30,
                  advertised_port: int | None = None, detached: bool = False) -> LocalService:
     """Run a memory-only Tansu broker; its data is gone when it stops."""
-    workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
     binary = tansu_binary()
-    if port:
-        _ensure_free(port, "tansu")
-    port = port or free_port()
+    workdir, port = _place(workdir, port, "tansu")
     url = f"tcp://{HOST}:{port}"
     # Explicit flags: tansu also reads LISTENER_URL/STORAGE_ENGINE/... from the environment.
     # A TLS proxy in front (start_tls_proxy) is what clients must be told about: the advertised
@@ -323,11 +328,7 @@ def start_tls_proxy(workdir: Path, upstream_port: int, certfile: Path, keyfile: 
     TLS options do not work (DESIGN.md §5), so the tests put Debian's stunnel in front of it.
     """
     binary = stunnel_binary()
-    workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    if port:
-        _ensure_free(port, "stunnel")
-    port = port or free_port()
+    workdir, port = _place(workdir, port, "stunnel")
     log_file = workdir / "stunnel-service.log"
     lines = ["foreground = yes", "pid =", "debug = info", f"output = {log_file}"]
     for index, host in enumerate((HOST, *also_on)):
@@ -499,11 +500,7 @@ def start_prometheus(
     Ready within ~0.1 s, but a first scrape is queryable only after ~5 s: callers poll the API.
     """
     binary = prometheus_binary()
-    workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    if port:
-        _ensure_free(port, "prometheus")
-    port = port or free_port()
+    workdir, port = _place(workdir, port, "prometheus")
     config_path = workdir / "prometheus.yml"
     config = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
