@@ -200,13 +200,20 @@ def _ensure_free(port: int, name: str) -> None:
     linger in TIME_WAIT for a minute, and would make a restart on the same port look refused;
     a port something is listening on is still refused.
     """
+    if not port_is_free(port):
+        raise ServiceError(f"{name}: port {HOST}:{port} is already in use; stop what holds it "
+                           "or pass another port (None picks a free one)")
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a server could bind the loopback port now (SO_REUSEADDR: see `_ensure_free`)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError:
-            raise ServiceError(f"{name}: port {HOST}:{port} is already in use; stop what holds it "
-                               "or pass another port (None picks a free one)") from None
+            return False
+    return True
 
 
 def _place(workdir: Path, port: int | None, name: str) -> tuple[Path, int]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from journey.errors import JourneyError
-from journey.local import HOST, ServiceError, free_port, start_broker, start_clickhouse
+from journey.local import HOST, ServiceError, free_port, port_is_free, start_broker, start_clickhouse
 from sinks.clickhouse.backends import process_alive
 
 STATE = "stack.json"
@@ -35,13 +34,7 @@ DATABASE = "journey"
 
 def _port_or_free(port: int) -> int:
     """The conventional port when it is free, else any free one (said in the summary)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-            return port
-        except OSError:
-            return free_port()
+    return port if port_is_free(port) else free_port()
 
 
 def read_stack(workdir: Path) -> dict[str, Any] | None:

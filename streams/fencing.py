@@ -97,6 +97,17 @@ def read_stamp(headers: Iterable[tuple[str, bytes]] | None) -> Stamp:
     return Stamp(epoch, fence, writer)
 
 
+def judge(highest: int, seen: Stamp) -> tuple[int, bool, bool]:
+    """The readers' rule for one record, in offset order: (highest epoch now, keep it, stale).
+
+    A record below the highest epoch seen is a stale writer's; a fence raises the epoch and is
+    not data. Every reader applies it: `FenceTracker` and the state store's changelog reading.
+    """
+    if seen.epoch < highest:
+        return highest, False, True
+    return max(highest, seen.epoch), not seen.fence, False
+
+
 class FenceTracker:
     """The highest epoch seen per (partition read, writer): the reader's side of the protocol.
 
@@ -112,12 +123,10 @@ class FenceTracker:
         """(keep, stale) for one record of `where` (a topic-partition)."""
         seen = read_stamp(record.headers)
         key = (where, seen.writer)
-        highest = self.highest.get(key, 0)
-        if seen.epoch < highest:
-            return False, True
-        if seen.epoch > highest:
-            self.highest[key] = seen.epoch
-        return not seen.fence, False
+        highest, keep, stale = judge(self.highest.get(key, 0), seen)
+        if highest:
+            self.highest[key] = highest
+        return keep, stale
 
     def forget(self, where: Any) -> None:
         for key in [key for key in self.highest if key[0] == where]:

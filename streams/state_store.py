@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from journey.errors import JourneyError
-from streams.fencing import FENCE_KEY, read_stamp
+from streams.fencing import judge, read_stamp
 from streams.kafka_io import Landed, read_ranges
 
 log = logging.getLogger("journey.state")
@@ -204,14 +204,13 @@ class StateStore:
         changes: list[tuple[bytes, bytes | None]] = []
         stale = 0
         for record in records:
-            stamp = read_stamp(record.headers)
-            if stamp.epoch < highest:
+            highest, keep, is_stale = judge(highest, read_stamp(record.headers))
+            if is_stale:
                 stale += 1
                 rewrite.add(record.key)  # its last record may now be this stale one
                 continue
-            highest = max(highest, stamp.epoch)
             rewrite.discard(record.key)
-            if record.key != FENCE_KEY:
+            if keep:
                 changes.append((record.key, record.value))
         self._write(partition, changes, TableMark(position, highest))
         return stale
