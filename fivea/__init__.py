@@ -1,4 +1,4 @@
-"""The 5A domain core: rules as data and the per-customer state machine. No I/O, no frameworks."""
+"""The 5A domain core: rules as data, the per-customer state machine and the merge of journeys. No I/O."""
 
 from fivea.path import RECENT_IDS, CustomerState, Step, advance, event_id_digest, event_time_us, order_key
 from fivea.replay import customer_key, replay

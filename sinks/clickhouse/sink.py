@@ -2,7 +2,8 @@
 
 Rows are passed as data (the native driver's argument, an Arrow table for chDB), never as SQL
 text (values in SQL text hang on 18.16 and would be an injection risk). A re-sent batch changes nothing: the table replaces rows with
-the same (brand, customer_id, seq), and rows carry their own partition key (occurred_at).
+the same (brand, customer_id, seq), a retraction winning over the live row whatever the order,
+and rows carry their own partition key (occurred_at).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def transition_row(t: Transition) -> tuple:
         t.influence,
         t.referrer_id,
         t.dwell_ms,
+        t.campaign,
+        int(t.retracted),
     )
 
 

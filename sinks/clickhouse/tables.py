@@ -33,6 +33,8 @@ TRANSITION_COLUMNS = (
     "influence",
     "referrer_id",
     "dwell_ms",
+    "campaign",
+    "retracted",
 )
 
 
@@ -80,9 +82,11 @@ CREATE TABLE IF NOT EXISTS {db}.transitions
     influence          {INFLUENCE_ENUM},             -- Kotler's O-zone: own, other (peers), outer (marketing)
     referrer_id        Nullable(String),             -- the advocate whose share brought this customer
     dwell_ms           Nullable(UInt64),             -- ms spent in from_stage (NULL for the first transition)
-    ingested_at        DateTime('UTC') DEFAULT now() -- when the sink wrote the row (the replacing version)
+    campaign           Nullable(String),             -- the triggering event's campaign (NULL when none)
+    retracted          UInt8,                        -- 1: withdraws the row with the same (brand, customer_id, seq)
+    ingested_at        DateTime('UTC') DEFAULT now() -- when the sink wrote the row
 )
-ENGINE = ReplacingMergeTree(ingested_at)
+ENGINE = ReplacingMergeTree(retracted)
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (brand, customer_id, seq)
 """.strip()

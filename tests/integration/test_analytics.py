@@ -430,3 +430,61 @@ def test_a_failed_connection_is_one_line(tmp_path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"journey sql: cannot reach ClickHouse at 127.0.0.1:{port} (NetworkError) — start clickhouse-server or set "
         "JOURNEY_CLICKHOUSE_URL"]
+
+
+# -- corrections: retracted rows never count (DESIGN.md §1b) ----------------------------------
+
+
+def _stream_rows(events: list, seed: int) -> list[Transition]:
+    """What the stream publishes when the events arrive shuffled: rows, retractions, corrected rows."""
+    from fivea import advance, customer_key
+
+    arrival = list(events)
+    random.Random(seed).shuffle(arrival)
+    states: dict = {}
+    out: list[Transition] = []
+    for event in arrival:
+        key = customer_key(event)
+        step = advance(states.get(key), event, Rules.default())
+        states[key] = step.state
+        out.extend(step.transitions)
+    return out
+
+
+def _live_rows(url: BackendURL) -> list[tuple]:
+    backend = url.open()
+    try:
+        fields = [c for c in TRANSITION_COLUMNS if c not in ("seq", "retracted")]
+        result = backend.query(f"SELECT {', '.join(fields)} FROM {url.database}.live_transitions")
+        return sorted(tuple(str(v) for v in row) for row in result.rows)
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("order", ["as published, originals re-sent after", "retractions first"])
+def test_retracted_rows_never_count_whatever_the_arrival_order(url: BackendURL, order: str) -> None:
+    """Live rows and every report section equal the replay's, whatever order rows and retractions land in."""
+    import dataclasses
+
+    events = [parse_event(to_jsonl(e)) for e in generate(800, seed=5)]
+    published = _stream_rows(events, seed=3)
+    retractions = [t for t in published if t.retracted]
+    assert len(retractions) > 200  # a shuffled arrival corrects a lot
+    if order == "retractions first":
+        batches = [retractions, [t for t in published if not t.retracted]]
+    else:
+        withdrawn = {t.key for t in retractions}
+        batches = [published, [t for t in published if not t.retracted and t.key in withdrawn]]
+    for batch in batches:
+        insert(url, [transition_row(t) for t in batch], batches=4)
+
+    reference = dataclasses.replace(url, database=url.database + "_replay")
+    migrate(reference)
+    replayed = list(replay(events, Rules.default()))
+    insert(reference, [transition_row(t) for t in replayed])
+    assert len(_live_rows(url)) == len(replayed)
+    assert _live_rows(url) == _live_rows(reference)
+    stream_report, replay_report = journey_report(url), journey_report(reference)
+    assert stream_report["sections"] == replay_report["sections"]
+    customers = len({(t.brand, t.customer_id) for t in replayed if t.brand == "default"})
+    assert stream_report["sections"]["stage_entries"][0]["customers"] == customers

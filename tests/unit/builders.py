@@ -133,3 +133,20 @@ def raw_event(**fields: object) -> bytes:
     }
     base.update(fields)
     return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
+
+
+def live(transitions: Iterable[Transition]) -> list[tuple]:
+    """The rows left once retractions are applied, every field but seq, in chain order.
+
+    What ClickHouse's `live_transitions` holds, and what the promise of DESIGN.md §1b compares
+    with the replay.
+    """
+    rows: dict[tuple, Transition] = {}
+    for t in transitions:
+        if t.retracted:
+            rows.pop(t.key, None)
+        else:
+            rows[t.key] = t
+    ordered = sorted(rows.values(), key=lambda t: (t.brand, t.customer_id, t.occurred_at, t.trigger_event_id,
+                                                   t.to_stage))
+    return [tuple(v for k, v in t.model_dump().items() if k != "seq") for t in ordered]

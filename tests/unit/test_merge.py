@@ -11,7 +11,8 @@ from fivea import replay
 from fivea.merge import Link, chain_rows, event_links, journey_of, merge
 from fivea.path import event_time_us
 from fivea.stages import Stage
-from tests.unit.builders import RULES, click, minute, purchase, share
+from fivea import advance
+from tests.unit.builders import RULES, click, live, minute, purchase, run, share
 
 ACTIONS = ["page_view", "product_view", "like", "search", "compare", "add_to_cart"]
 
@@ -103,3 +104,51 @@ def test_merging_is_commutative_associative_and_idempotent(x, y, z):
     assert merge(merge(a, b), c) == merge(a, merge(b, c)) == merge(a, b, c)
     assert merge(a, a) == a and merge(merge(a, b), b) == merge(a, b)
     assert len(merge(a, b, c)) <= 5
+
+
+# -- the stream's way: events applied through `advance` in any arrival order -------------------------
+
+
+@settings(max_examples=400, deadline=None)
+@given(events_strategy, st.randoms(use_true_random=False))
+def test_any_arrival_order_ends_with_the_replays_live_rows(events, rnd):
+    """DESIGN.md §1b's promise on one customer: live rows == the replay, every field but seq."""
+    arrival = list(events)
+    rnd.shuffle(arrival)
+    emitted = run(arrival)
+    assert live(emitted) == live(replay(events, RULES))
+
+
+@settings(max_examples=200, deadline=None)
+@given(events_strategy, st.randoms(use_true_random=False))
+def test_every_retraction_names_a_live_row_and_seqs_are_never_reused(events, rnd):
+    arrival = list(events)
+    rnd.shuffle(arrival)
+    published: dict[int, object] = {}
+    withdrawn: set[int] = set()
+    for t in run(arrival):
+        if t.retracted:
+            assert t.seq in published and t.seq not in withdrawn
+            assert {**published[t.seq].model_dump(), "retracted": True} == t.model_dump()  # the row as published
+            withdrawn.add(t.seq)
+        else:
+            assert t.seq not in published
+            published[t.seq] = t
+
+
+@settings(max_examples=200, deadline=None)
+@given(events_strategy, st.randoms(use_true_random=False), st.data())
+def test_redelivery_in_any_order_changes_nothing_more(events, rnd, data):
+    """Events applied again (beyond the id window too) after the journey is complete: no output."""
+    from fivea import CustomerState
+
+    state = None
+    for event in events:
+        state = advance(state, event, RULES).state
+    again = data.draw(st.lists(st.sampled_from(events), max_size=8))
+    forgetful = state._replace(recent=())  # as if the ids had left the window
+    for event in again:
+        step = advance(forgetful, event, RULES)
+        assert step.transitions == [] and step.state.journey == state.journey
+        forgetful = step.state._replace(recent=())
+    assert isinstance(state, CustomerState)
