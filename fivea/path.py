@@ -24,14 +24,14 @@ from __future__ import annotations
 from hashlib import blake2b
 from typing import NamedTuple
 
-from fivea.merge import Entry, Row, correct, event_entries, trigger_of
+from fivea.merge import Entry, Row, chain_rows, correct, event_entries, trigger_of
 from fivea.ordering import EPOCH, event_time_us, order_key, time_of_us
 from fivea.rules import Rules
 from fivea.stages import LABELS, Stage
 from schemas import AnyEvent, Transition
 
 __all__ = ["EPOCH", "RECENT_IDS", "CustomerState", "Step", "advance", "event_id_digest", "event_time_us",
-           "order_key"]
+           "order_key", "reconcile"]
 
 #: How many of a customer's most recently applied event ids are remembered for duplicate
 #: detection. Duplicates in practice are producer retries and the redelivery after a crash
@@ -162,3 +162,46 @@ def _append(state: CustomerState, event: AnyEvent, at_us: int, rules: Rules
         transitions.append(publish(row, event.brand, event.customer_id, occurred_at=event.occurred_at))
         previous = entry
     return journey + tuple(added), transitions, seq
+
+
+def reconcile(state: CustomerState | None, published: list[Transition]) -> tuple[CustomerState, list[Transition]]:
+    """Bring a customer's published rows back in line with their state, after a crash.
+
+    Without transactions, a worker can die after its transitions reached the log but before
+    the state recording them did. The next owner resumes from the older state, so rows the
+    lost attempt published (`published`, in log order: rows and retractions of this customer)
+    may be live in the table although the state does not hold them, or withdrawn although it
+    does. This withdraws the first kind, publishes the second again under new seqs, and moves
+    the seq counter past every seq seen, so no seq is ever reused. Redelivered events then
+    apply to a state whose published rows are exactly its journey. Idempotent.
+    """
+    state = state or CustomerState()
+    live: dict[int, Transition] = {}
+    withdrawn: set[int] = set()
+    top = state.seq
+    for t in published:
+        top = max(top, t.seq)
+        if t.retracted:
+            withdrawn.add(t.seq)
+            live.pop(t.seq, None)
+        elif t.seq not in withdrawn:
+            live[t.seq] = t
+    held = {entry.seq for entry in state.journey}
+    out = [_withdrawal(t) for seq, t in sorted(live.items()) if seq not in held]
+    journey: list[Entry] = []
+    if published and any(entry.seq in withdrawn for entry in state.journey):
+        brand, customer_id = published[0].brand, published[0].customer_id
+        for row in chain_rows(state.journey):
+            entry = row.link
+            if entry.seq in withdrawn and entry.trigger is not None:
+                top += 1
+                entry = entry._replace(seq=top)
+                out.append(publish(row._replace(link=entry), brand, customer_id))
+            journey.append(entry)
+    else:
+        journey = list(state.journey)
+    return state._replace(journey=tuple(journey), seq=top), out
+
+
+def _withdrawal(t: Transition) -> Transition:
+    return Transition.trusted(**{**t.__dict__, "retracted": True})

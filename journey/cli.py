@@ -150,11 +150,22 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _argtype(parse):
+    """An argparse type from a parser raising ValueError: its message becomes the usage error."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__
+    return convert
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     import os
     from dataclasses import replace
 
-    from journey.generate import PRESETS, Pacer, Progress, Simulation, publish, write_lines
+    from journey.generate import PRESETS, Pacer, Progress, Simulation, lagged, publish, write_lines
 
     overrides = {name: getattr(args, f"profile_{name}") for name in args.profile_overrides
                  if getattr(args, f"profile_{name}") is not None}
@@ -165,10 +176,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         Pacer(args.rate)  # validates --rate before anything is opened
     except ValueError as exc:
         raise JourneyError(str(exc)) from None
+    lags = dict(args.lag or ())
+    if lags and args.rate is None:
+        raise JourneyError("--lag needs --rate: the lag is in seconds of delivery, at that many events per second")
+    lines = lagged(sim.lines(), lags, args.rate) if lags else sim.lines()
     progress = Progress(None if args.quiet else sys.stderr)
     if args.to_kafka:
         settings = settings_from(args)
-        publish(sim.lines(), settings, pacer=Pacer(args.rate), progress=progress)
+        publish(lines, settings, pacer=Pacer(args.rate), progress=progress)
         target = f"Kafka {settings.kafka_brokers}"
     else:
         try:
@@ -177,7 +192,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise JourneyError(f"cannot write {args.output}: {exc.strerror}") from None
         target = "stdout" if args.output == "-" else args.output
         try:
-            write_lines(sim.lines(), out, pacer=Pacer(args.rate, before_sleep=out.flush), progress=progress)
+            write_lines(lines, out, pacer=Pacer(args.rate, before_sleep=out.flush), progress=progress)
         except BrokenPipeError:  # `journey generate | head`: stop quietly, as Unix tools do
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             progress.done(f"generated {progress.lines:,} events; {target} was closed, stopped")
@@ -346,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p, TOPICS)
     p.set_defaults(run=cmd_topics)
 
-    from journey.generate import DEFAULT_START, PRESETS, parse_start
+    from journey.generate import DEFAULT_START, PRESETS, parse_lag, parse_start
 
     p = sub.add_parser("generate", help="simulate customers walking the 5A path (JSON Lines or Kafka)",
                        description="Simulate a population walking the 5A path: channels and campaigns, "
@@ -370,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--to-kafka", action="store_true",
                        help="publish to the input topics (malformed lines to the clickstream topic)")
     p.add_argument("--rate", type=float, metavar="EVENTS_PER_S", help="at most this many events per second")
+    p.add_argument("--lag", type=_argtype(parse_lag), action="append", metavar="TYPE=SECONDS",
+                   help="deliver one event type that many seconds behind the others, as a slower producing "
+                   "service does (e.g. --lag purchase=15 --lag share=20; needs --rate). The stream merges "
+                   "the late events and corrects what it published (README, Semantics)")
     p.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     tuning = p.add_argument_group("profile overrides (default: the preset's value)")
     overrides = {  # PathProfile field -> (flag, help)
@@ -384,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         "referrals_per_share": ("referrals-per-share", "mean new customers one share brings"),
         "mean_delay_hours": ("mean-delay-hours", "mean time between steps, in hours"),
         "noise_events": ("noise-events", "mean extra same-stage events per stage"),
+        "browse_after_purchase": ("p-browse-after-purchase", "P(a buyer keeps browsing after buying)"),
     }
     for name, (flag, text) in overrides.items():
         values = ", ".join(f"{preset} {getattr(profile, name):g}" for preset, profile in PRESETS.items())

@@ -142,11 +142,13 @@ def live(transitions: Iterable[Transition]) -> list[tuple]:
     with the replay.
     """
     rows: dict[tuple, Transition] = {}
+    withdrawn: set[tuple] = set()
     for t in transitions:
         if t.retracted:
-            rows.pop(t.key, None)
+            withdrawn.add(t.key)  # the table's version: a retraction wins whatever the order
         else:
-            rows[t.key] = t
+            assert rows.setdefault(t.key, t) == t, f"seq {t.key} published twice with different rows"
+    rows = {key: t for key, t in rows.items() if key not in withdrawn}
     ordered = sorted(rows.values(), key=lambda t: (t.brand, t.customer_id, t.occurred_at, t.trigger_event_id,
                                                    t.to_stage))
     return [tuple(v for k, v in t.model_dump().items() if k != "seq") for t in ordered]
