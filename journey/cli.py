@@ -430,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Start a local Tansu broker and an embedded ClickHouse (chDB), migrate, run "
                        "a worker, stream a simulated population (or your own events: --events FILE) into Kafka "
                        "while a live view shows the 5A path, wait until ClickHouse holds what the offline replay "
-                       "predicts, then print the stage counts and where the data is, and stop what it started.")
+                       "predicts, then print the stage counts, write the 5A report as an HTML page with charts "
+                       "(WORKDIR/report.html), print where it and the data are, and stop what it started.")
     p.add_argument("--workdir", default=".journey/demo", help="where the demo keeps its data and logs")
     p.add_argument("--events", metavar="FILE",
                    help="your own events (JSON Lines, one event per line in our contract: README, 'Run it on your "

@@ -98,7 +98,7 @@
           if (p.dataType === "edge") return p.data.source + " → " + p.data.target + " (" + p.data.kind + "): " + fmtInt(p.data.value);
           return p.name + ": " + fmtInt(p.value);
         }},
-        series: [{type: "sankey", left: 10, right: 70, top: 10, bottom: 10, nodeAlign: "left",
+        series: [{type: "sankey", left: 10, right: 110, top: 10, bottom: 10, nodeAlign: "left",
                   layoutIterations: 0, data: nodes, links: links, emphasis: {focus: "adjacency"},
                   label: {fontSize: 11, backgroundColor: "rgba(255,255,255,0.85)", padding: [1, 3], borderRadius: 3,
                           formatter: function (p) { return p.name + " " + fmtInt(p.value); }}}]
