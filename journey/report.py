@@ -402,7 +402,7 @@ def render_table(report: Report) -> str:
     out = [f"journey report — brand {report.brand}, {_period(report)}; ClickHouse {report.server}",
            f"data: {_span(report)}"]
     if report.no_data:
-        return "\n".join([*out, "", report.no_data.capitalize()]) + "\n"
+        return "\n".join([*out, "", report.no_data[:1].upper() + report.no_data[1:]]) + "\n"
     for key, section in report.sections.items():
         out += ["", section.title]
         if section.unavailable:

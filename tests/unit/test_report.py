@@ -290,6 +290,7 @@ def test_a_brand_or_period_without_data_says_so():
     report = collect(server, "db1", "default", date(2026, 1, 1), date(2026, 2, 1))
     assert report.no_data == ("no data for brand default in 2026-01-01 to 2026-02-01 (UTC days, until exclusive): "
                               "its transitions run from 2025-11-03 to 2025-12-30 (UTC days)")
+    assert "No data for brand default in 2026-01-01 to 2026-02-01 (UTC days" in render_report(report, "table")
     doc = json.loads(render_report(report, "json"))
     assert doc["no_data"] == report.no_data and doc["first_event"] is None
     assert doc["sections"]["stage_entries_weekly"] == []
