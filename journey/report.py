@@ -398,6 +398,30 @@ def _span(report: Report) -> str:
     return f"first transition {report.first_event}, last {report.last_event} (event time)"
 
 
+#: Stage ratios as (name, numerator stage, denominator stage).
+STAGE_RATIOS = (("attraction", "appeal", "aware"), ("curiosity", "ask", "appeal"), ("commitment", "act", "ask"),
+                ("affinity", "advocate", "act"))
+
+
+def skip_notes(report: Report) -> list[str]:
+    """Why a stage ratio exceeds 1: the customers who entered its stage by skipping the one before."""
+    flows = report.sections["flows"]
+    ratios = dict(zip(report.sections["ratios"].columns, report.sections["ratios"].rows[0]))
+    if flows.unavailable:
+        return []
+    notes = []
+    for name, stage, before in STAGE_RATIOS:
+        if (ratios.get(name) or 0) <= 1:
+            continue
+        skipped = sum(row[3] for row in flows.rows
+                      if row[1] == stage and STAGES.index(before) > (STAGES.index(row[0]) if row[0] in STAGES else -1))
+        if skipped:
+            entered = report.stage_counts.get(stage, 0)
+            notes.append(f"  {name} > 1: {skipped:,} of the {entered:,} customers entering {stage} skipped {before} "
+                         "(see How people move)")
+    return notes
+
+
 def render_table(report: Report) -> str:
     out = [f"journey report — brand {report.brand}, {_period(report)}; ClickHouse {report.server}",
            f"data: {_span(report)}"]
@@ -417,6 +441,8 @@ def render_table(report: Report) -> str:
             labels = [LABELS.get(c, c) for c in section.columns]
             width = max(len(label) for label in labels)
             out += [f"  {label.ljust(width)}  {_text(c, v):>10}" for label, c, v in zip(labels, section.columns, row)]
+            if key == "ratios":
+                out += skip_notes(report)
         elif not section.rows:
             out.append("  (none in this period)")
         else:

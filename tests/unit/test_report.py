@@ -350,3 +350,13 @@ def test_an_html_page_without_data_says_so_and_draws_no_chart():
     page = render_report(collect(FakeServer({}), "db1", "acme"), "html")
     assert "<strong>No data.</strong> no data for brand acme" in page
     assert "class=chart" not in page and "echarts.init" not in page.split("id=report-data")[0]
+
+
+def test_a_stage_ratio_above_one_is_explained_by_the_skips_into_its_stage():
+    server = FakeServer({"aware": 100, "appeal": 10, "ask": 25, "act": 5})  # curiosity 2.5
+    server.flows = [(("none", "aware", "forward"), 100), (("aware", "appeal", "forward"), 10),
+                    (("appeal", "ask", "forward"), 7), (("aware", "ask", "skip"), 18), (("ask", "act", "forward"), 5)]
+    text = render_report(collect(server, "db1", "acme"), "table")
+    assert re.search(r"curiosity \(ask / appeal\)\s+2\.500$", text, re.M)
+    assert "  curiosity > 1: 18 of the 25 customers entering ask skipped appeal (see How people move)" in text
+    assert "attraction > 1" not in text and "commitment > 1" not in text
