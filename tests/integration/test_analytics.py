@@ -292,7 +292,28 @@ def test_every_report_number_matches_replay_despite_redelivery_and_merges(
     for t in transitions:
         if PERIOD[0] <= _day(t) < PERIOD[1]:
             per_day[_day(t).isoformat()][t.to_stage] += 1  # each customer enters a stage once
-    assert with_backend(url, daily) == [{"day": d, **{s: per_day[d][s] for s in STAGES}} for d in sorted(per_day)]
+    days = [(PERIOD[0] + timedelta(days=n)).isoformat() for n in range((PERIOD[1] - PERIOD[0]).days)]
+    assert set(per_day) == set(days)  # the generated data has entries every day (gaps: the test below)
+    assert with_backend(url, daily) == [{"day": d, **{s: per_day[d][s] for s in STAGES}} for d in days]
+
+
+def test_the_daily_series_has_a_row_of_zeros_for_each_day_without_entries(url: BackendURL) -> None:
+    monday = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
+    rows = [transition_row(_transition("g1", 1, "none", "aware", monday, brand="gaps")),
+            transition_row(_transition("g1", 2, "aware", "act", monday + timedelta(days=3), brand="gaps")),
+            transition_row(_transition("g2", 1, "none", "aware", monday + timedelta(days=3), brand="gaps"))]
+    insert(url, rows, resend=0)
+    sql = library_query("stage_entries_daily").sql(url.database)
+
+    def daily(params: dict[str, str]) -> list[tuple[Any, ...]]:
+        result = with_backend(url, lambda backend: backend.query(sql, {"brand": "gaps", **params}))
+        return [(str(row[0])[:10], *map(int, row[1:])) for row in result.rows]
+
+    all_data = {"since": "1970-01-01", "until": "2100-01-01"}
+    assert daily(all_data) == [("2026-03-02", 1, 0, 0, 0, 0), ("2026-03-03", 0, 0, 0, 0, 0),
+                               ("2026-03-04", 0, 0, 0, 0, 0), ("2026-03-05", 1, 0, 0, 1, 0)]
+    assert daily({"since": "2026-03-03", "until": "2026-03-05"}) == []  # no entries in the period: no rows
+    assert daily({"since": "2026-03-02", "until": "2026-03-04"}) == [("2026-03-02", 1, 0, 0, 0, 0)]
 
 
 def _transition(customer: str, seq: int, from_stage: str, to_stage: str, at: datetime, brand: str = "kotler",
