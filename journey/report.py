@@ -295,8 +295,8 @@ def _no_data(run: Runner, database: str, brand: str, since: date | None, until: 
 
     db = checked_identifier(database, "database name")
     spans = {str(row[0]): (_day(row[1]), _day(row[2])) for row in run(
-        f"SELECT brand, min(day) AS first_day, max(day) AS last_day FROM {db}.stage_entries_daily "
-        "GROUP BY brand ORDER BY brand", {}).rows}
+        f"SELECT brand, min(day) AS first_day, max(day) AS last_day FROM {db}.stage_entries "
+        "WHERE customers > 0 GROUP BY brand ORDER BY brand", {}).rows}  # live entries only
     if brand in spans:
         first_day, last_day = spans[brand]
         period = _period_text(since, until)

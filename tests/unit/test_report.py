@@ -45,8 +45,8 @@ def test_every_library_file_documents_itself_and_runs_on_named_tables():
         assert query.body.startswith("SELECT"), name
         assert ";" not in query.body, name  # one statement: `journey sql` and the worker's endpoint accept it
         tables = set(re.findall(r"\bjourney\.(\w+)", query.body))
-        if name == "flows":  # the one scan of the stored rows, in one place (the live-rows view replaces it)
-            assert tables == {"transitions"} and query.body.count("journey.transitions FINAL") == 1
+        if name == "flows":  # the one scan of rows: the live ones (retracted rows never count), in one place
+            assert tables == {"live_transitions"} and query.body.count("journey.live_transitions") == 1
             continue
         assert tables and tables <= set(DERIVED_TABLES) | set(VIEWS), name
         assert "transitions" not in tables, name  # period queries never scan raw transitions

@@ -7,7 +7,7 @@
 -- entering it (stage_entries.sql). A skip explains a stage ratio above 1: customers who went
 -- aware -> ask count in ask but never in appeal.
 -- params: brand String = 'default', since Date = '1970-01-01' (all data), until Date = '2100-01-01' (exclusive; all data)
--- reads: journey.transitions FINAL (the stored rows, one per (brand, customer_id, seq); the only library file that scans them)
+-- reads: journey.live_transitions (view: transitions FINAL without retracted rows; the only library file that scans rows)
 -- server: any (tested on ClickHouse 18.16 and 26.9)
 SELECT
     from_stage,
@@ -16,7 +16,7 @@ SELECT
     uniqExact(customer_id) AS customers,
     min(occurred_at) AS first_at,
     max(occurred_at) AS last_at
-FROM journey.transitions FINAL
+FROM journey.live_transitions
 WHERE brand = {brand:String}
   AND toDate(occurred_at) >= {since:Date} AND toDate(occurred_at) < {until:Date}
 GROUP BY from_stage, to_stage, kind
