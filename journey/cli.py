@@ -256,9 +256,19 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from journey.report import build_report, render_report
 
+    if args.format == "html" and args.output is None and sys.stdout.isatty():
+        raise JourneyError("--format html writes a web page: add -o FILE (e.g. -o report.html)")
     url = backend_url(settings_from(args))
     report = build_report(url, args.brand, args.since, args.until, top=args.top)
-    sys.stdout.write(render_report(report, args.format))
+    text = render_report(report, args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise JourneyError(f"cannot write {args.output}: {exc.strerror}") from None
+    print(f"wrote {Path(args.output).resolve()}", file=sys.stderr)
     return 0
 
 
@@ -336,23 +346,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p, CLICKHOUSE)
     p.set_defaults(run=cmd_sql)
 
-    from journey.report import DEFAULT_TOP, parse_day
+    from journey.report import DEFAULT_TOP, FORMATS, parse_day
 
-    p = sub.add_parser("report", help="print Kotler's 5A metrics of a brand and period (PAR, BAR, shape, ...)",
+    p = sub.add_parser("report", help="Kotler's 5A metrics of a brand and period (PAR, BAR, shape, flows, ...), "
+                       "as text, JSON, CSV or an HTML page with charts",
                        description="Print, for one brand and period, the customers entering each stage (with a bar "
                        "chart), PAR, BAR and the four stage ratios (n/a when a denominator is 0), the path shape "
-                       "and its distance to the bow tie, weekly entries, the influence-zone and channel mix, "
-                       "time to convert, referral reach, weekly cohorts and current stages. Each section runs a "
-                       "file of the query library (sinks/clickhouse/sql/; see docs/analysts.md). The period is "
-                       "UTC days [since, until): a customer counts in a stage when they entered it on one of "
-                       "those days.")
+                       "and its distance to the bow tie, how people move between stages (every from -> to move, "
+                       "skips included), weekly entries, the influence-zone and channel mix, time to convert, "
+                       "referral reach, weekly cohorts and current stages. Each section runs a file of the query "
+                       "library (sinks/clickhouse/sql/; see docs/analysts.md). The period is UTC days "
+                       "[since, until): a customer counts in a stage when they entered it on one of those days. "
+                       "The report states the first and last transition it covers, says so when the brand or "
+                       "period has no data, and marks weeks the period or the data cuts short as partial.",
+                       epilog="example: journey report --since 2026-01-01 --until 2026-02-01 --format html "
+                       "-o january.html  (one self-contained file: open it in any browser, offline)")
     p.add_argument("--brand", default="default", help="[default: %(default)s]")
     p.add_argument("--since", type=parse_day, metavar="DATE", help="first day, YYYY-MM-DD (UTC) [default: all data]")
     p.add_argument("--until", type=parse_day, metavar="DATE",
                    help="day after the last one, YYYY-MM-DD (UTC, exclusive) [default: all data]")
-    p.add_argument("--format", choices=("table", "json", "csv"), default="table",
-                   help="table for people; json (one document) or csv (section,key,metric,value) for tools "
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="table for people; json (one document) or csv (brand,since,until,section,key,metric,value) "
+                   "for tools; html: one self-contained page with charts (no network needed to open it) "
                    "[default: %(default)s]")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the report to FILE instead of standard output (needed for html on a terminal)")
     p.add_argument("--top", type=int, default=DEFAULT_TOP, metavar="N", help="advocates listed [default: %(default)s]")
     _add_settings(p, CLICKHOUSE)
     p.set_defaults(run=cmd_report)
@@ -432,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Start a local Tansu broker and an embedded ClickHouse (chDB), migrate, run "
                        "a worker, stream a simulated population (or your own events: --events FILE) into Kafka "
                        "while a live view shows the 5A path, wait until ClickHouse holds what the offline replay "
-                       "predicts, then print the stage counts and where the data is, and stop what it started.")
+                       "predicts, then print the stage counts, write the 5A report as an HTML page with charts "
+                       "(WORKDIR/report.html), print where it and the data are, and stop what it started.")
     p.add_argument("--workdir", default=".journey/demo", help="where the demo keeps its data and logs")
     p.add_argument("--events", metavar="FILE",
                    help="your own events (JSON Lines, one event per line in our contract: README, 'Run it on your "
