@@ -541,7 +541,9 @@ def test_retracted_rows_never_count_whatever_the_arrival_order(url: BackendURL, 
     for batch in batches:
         insert(url, [transition_row(t) for t in batch], batches=4)
 
-    reference = dataclasses.replace(url, database=url.database + "_replay")
+    name = url.database + "_replay"
+    target = url.target and dataclasses.replace(url.target, database=name)  # the server opens the target's
+    reference = dataclasses.replace(url, database=name, target=target)
     migrate(reference)
     replayed = list(replay(events, Rules.default()))
     insert(reference, [transition_row(t) for t in replayed])
