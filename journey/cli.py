@@ -87,14 +87,14 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from sinks.clickhouse.sink import migrate
+    from sinks.clickhouse.sink import RebuildNeeded, migrate
     from sinks.contract import SinkUnavailable
 
     settings = settings_from(args)
     url = backend_url(settings)
     try:
-        dialect, statements = migrate(url)
-    except SinkUnavailable as exc:
+        dialect, statements = migrate(url, rebuild=args.rebuild)
+    except (SinkUnavailable, RebuildNeeded) as exc:
         raise JourneyError(str(exc)) from None
     if args.print:
         print(";\n\n".join(statements) + ";")
@@ -319,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="create the ClickHouse database and tables (idempotent)")
     p.add_argument("--print", action="store_true", help="also print the DDL that was applied")
+    p.add_argument("--rebuild", action="store_true",
+                   help="move a transitions table created before corrections (no `retracted` column) to the "
+                   "current layout: rows copied, the old table kept as transitions_before_corrections, the "
+                   "analysts' layer rebuilt (stop the workers first)")
     _add_settings(p, CLICKHOUSE)
     p.set_defaults(run=cmd_migrate)
 

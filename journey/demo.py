@@ -31,7 +31,7 @@ from journey.settings import Settings
 from journey.stack import run_journey
 
 DATABASE = "journey"
-STAGE_COUNTS = f"SELECT to_stage, count() AS customers FROM {DATABASE}.transitions FINAL GROUP BY to_stage"
+STAGE_COUNTS = f"SELECT to_stage, count() AS customers FROM {DATABASE}.live_transitions GROUP BY to_stage"
 
 
 def _step(number: int, text: str) -> None:
@@ -261,7 +261,7 @@ def _where(workdir: Path, clickhouse_url: str, events: Path, worker_log: Path, r
     print(f"  events (JSON Lines)   {events}")
     print(f"  ClickHouse (chDB)     {workdir / 'chdb'} (table {DATABASE}.transitions)")
     print(f"  worker log            {worker_log}")
-    print(f"  query it              {journey} sql \"SELECT to_stage, count() FROM journey.transitions FINAL GROUP BY to_stage\" \\")
+    print(f"  query it              {journey} sql \"SELECT to_stage, count() FROM journey.live_transitions GROUP BY to_stage\" \\")
     print(f"                          --clickhouse-url '{clickhouse_url}'")
     print(f"  the 5A report         {journey} report --brand default --clickhouse-url '{clickhouse_url}'")
     print("                          (add --format html -o report.html for the page with charts)")

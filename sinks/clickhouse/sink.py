@@ -14,7 +14,7 @@ from clickhouse_driver import errors as ch_errors
 
 from schemas import Transition
 from sinks.clickhouse.backends import Backend, BackendURL, QueryError
-from sinks.clickhouse.tables import TRANSITION_COLUMNS, Dialect, migrations
+from sinks.clickhouse.tables import BEFORE_CORRECTIONS, TRANSITION_COLUMNS, Dialect, migrations, rebuild_for_corrections
 from sinks.contract import SinkUnavailable
 
 
@@ -38,11 +38,35 @@ def transition_row(t: Transition) -> tuple:
     )
 
 
-def migrate(url: BackendURL) -> tuple[Dialect, list[str]]:
-    """Create the database and tables if missing; returns the dialect and statements run."""
+class RebuildNeeded(Exception):
+    """The `transitions` table predates corrections: `journey migrate --rebuild` moves it."""
+
+
+def _predates_corrections(backend: Backend, database: str) -> bool:
+    columns = backend.query(f"SELECT name FROM system.columns WHERE database = '{database}' "
+                            "AND table = 'transitions'").rows
+    return bool(columns) and ("retracted",) not in {tuple(row) for row in columns}
+
+
+def migrate(url: BackendURL, rebuild: bool = False) -> tuple[Dialect, list[str]]:
+    """Create the database and tables if missing; returns the dialect and statements run.
+
+    A `transitions` table of the layout before corrections is moved to the current one when
+    `rebuild` is set (tables.rebuild_for_corrections), and refused otherwise (RebuildNeeded).
+    """
     backend = url.open(with_database=False)
     try:
-        statements = migrations(url.database, backend.dialect)
+        statements = []
+        if _predates_corrections(backend, url.database):
+            if not rebuild:
+                raise RebuildNeeded(
+                    f"{url.database}.transitions was created before corrections (no `retracted` column, "
+                    "versioned by ingestion time), and a table engine cannot be altered: run `journey migrate "
+                    f"--rebuild` with the workers stopped. It copies the rows into a new table, keeps the old one "
+                    f"as {url.database}.{BEFORE_CORRECTIONS} and rebuilds the analysts' layer (README, "
+                    "'ClickHouse: the transitions table')")
+            statements += rebuild_for_corrections(url.database, backend.dialect)
+        statements += migrations(url.database, backend.dialect)
         for statement in statements:
             backend.execute(statement)
         return backend.dialect, statements

@@ -50,7 +50,7 @@ def test_the_demo_command_runs_the_pipeline_end_to_end(tmp_path: Path) -> None:
     assert "deprecated" not in result.stderr.lower()  # the setup's install shows no packaging warnings
     # The data outlives the demo and is queryable with the one SQL command.
     url = f"chdb://{tmp_path / 'demo' / 'chdb'}?database=journey"
-    query = run(sys.executable, "-m", "journey.cli", "sql", "SELECT count() AS n FROM journey.transitions FINAL",
+    query = run(sys.executable, "-m", "journey.cli", "sql", "SELECT count() AS n FROM journey.live_transitions",
                 "--format", "csv", "--clickhouse-url", url)
     assert query.returncode == 0, query.stderr
     assert int(query.stdout.splitlines()[1]) > aware

@@ -553,3 +553,43 @@ def test_retracted_rows_never_count_whatever_the_arrival_order(url: BackendURL, 
     assert stream_report["sections"] == replay_report["sections"]
     customers = len({(t.brand, t.customer_id) for t in replayed if t.brand == "default"})
     assert stream_report["sections"]["stage_entries"][0]["customers"] == customers
+
+
+def _old_transitions_ddl(database: str, dialect) -> str:
+    """The table as `journey migrate` created it before corrections (issue 13)."""
+    ddl = create_transitions(database, dialect)
+    ddl = ddl.replace("ReplacingMergeTree(retracted)", "ReplacingMergeTree(ingested_at)")
+    return "\n".join(line for line in ddl.splitlines()
+                     if not line.lstrip().startswith(("campaign ", "retracted ")))
+
+
+def test_a_table_from_before_corrections_is_refused_then_rebuilt(blank_url: BackendURL) -> None:
+    events = [parse_event(to_jsonl(e)) for e in generate(300, seed=9)]
+    replayed = list(replay(events, Rules.default()))
+    old_columns = [c for c in TRANSITION_COLUMNS if c not in ("campaign", "retracted")]
+    backend = blank_url.open(with_database=False)
+    try:
+        backend.execute(create_database(blank_url.database))
+        backend.execute(_old_transitions_ddl(blank_url.database, backend.dialect))
+        rows = [transition_row(t)[:len(old_columns)] for t in replayed]
+        backend.insert("transitions", old_columns, rows)
+    finally:
+        backend.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEY_")}
+    env["JOURNEY_CLICKHOUSE_URL"] = str(blank_url)
+    refused = subprocess.run([sys.executable, "-m", "journey.cli", "migrate"], env=env, capture_output=True, text=True)
+    assert refused.returncode != 0 and "journey migrate --rebuild" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    for args in (["--rebuild"], []):  # the rebuild, then an ordinary migration: nothing left to do
+        done = subprocess.run([sys.executable, "-m", "journey.cli", "migrate", *args], env=env, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr
+    assert len(_live_rows(blank_url)) == len(replayed)
+    backend = blank_url.open()
+    try:
+        kept = backend.query(f"SELECT count() FROM {blank_url.database}.transitions_before_corrections").rows
+        assert int(kept[0][0]) == len(replayed)
+    finally:
+        backend.close()
+    customers = len({t.customer_id for t in replayed})
+    assert journey_report(blank_url)["sections"]["stage_entries"][0]["customers"] == customers
