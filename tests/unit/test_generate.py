@@ -282,8 +282,8 @@ def test_a_lag_delivers_one_type_behind_the_others_and_keeps_every_line():
     assert sorted(delivered) == sorted(lines)
     position = {line: i for i, line in enumerate(delivered)}
     for i, line in enumerate(lines):
-        if line.type == "purchase":  # behind the 50 lines after it (or at the end)
-            later = [other for other in lines[i + 1:i + 51] if other.type != "purchase"]
+        if line.type == "purchase":  # behind the 49 lines after it (or at the end)
+            later = [other for other in lines[i + 1:i + 50] if other.type != "purchase"]
             assert all(position[other] < position[line] for other in later)
         else:
             assert position[line] <= i  # others only move up
