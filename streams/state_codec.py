@@ -5,9 +5,10 @@ Binary, little-endian, led by a format byte so the layout can change without a m
     format u8 (=3) | seq u32 | last_us i64 | id length u16 | last_id utf-8 | entries u8
     | each entry: at_us i64 | seq u32 | stage u8 | event type u8 | influence u8
                   | event_id, channel, referrer_id, campaign: u16 length (0xFFFF: null) + utf-8
+                    (event_id 0xFFFE: the same as last_id, the usual case: not repeated)
     | recent: event_id digests, u64 each, oldest first (at most fivea.RECENT_IDS)
 
-About 100 bytes for a customer with one event, and under ~1.3 kB however many events a customer
+About 70 bytes for a customer with one event, and under ~1.3 kB however many events a customer
 sends (at most five entries of bounded labels, issue 12): memory per tracked customer is
 dominated by this value (issue 6).
 
@@ -33,6 +34,7 @@ _ENTRY = struct.Struct("<qIBBB")
 _LEGACY_HEAD = struct.Struct("<BBqIqH")
 _LENGTH = struct.Struct("<H")
 _NULL = 0xFFFF
+_LAST_ID = b"\xfe\xff"  # u16 0xFFFE: the entry's event id is last_id
 EVENT_TYPES = ("clickstream", "purchase", "share")
 INFLUENCES = ("own", "other", "outer")
 _EVENT_TYPE_CODE = {name: code for code, name in enumerate(EVENT_TYPES)}
@@ -56,23 +58,26 @@ def encode_state(state: CustomerState) -> bytes:
     parts = [_HEAD.pack(FORMAT, state.seq, state.last_us, len(last_id)), last_id, bytes([len(state.journey)])]
     for entry in state.journey:
         trigger = entry.trigger
+        event_id = _LAST_ID if entry.event_id == state.last_id else _text(entry.event_id)
         if trigger is None:  # a legacy entry: written as it was read
             parts.append(_ENTRY.pack(entry.at_us, entry.seq, int(entry.stage), 0xFF, 0xFF))
-            parts.append(_text(entry.event_id))
+            parts.append(event_id)
             continue
         parts.append(_ENTRY.pack(entry.at_us, entry.seq, int(entry.stage), _EVENT_TYPE_CODE[trigger.event_type],
                                  _INFLUENCE_CODE[trigger.influence]))
-        parts += (_text(entry.event_id), _text(trigger.channel), _text(trigger.referrer_id), _text(trigger.campaign))
+        parts += (event_id, _text(trigger.channel), _text(trigger.referrer_id), _text(trigger.campaign))
     recent = state.recent
     parts.append(struct.pack(f"<{len(recent)}Q", *recent))
     return b"".join(parts)
 
 
-def _read_text(raw: bytes, at: int) -> tuple[str | None, int]:
+def _read_text(raw: bytes, at: int, last_id: str = "") -> tuple[str | None, int]:
     (length,) = _LENGTH.unpack_from(raw, at)
     at += 2
     if length == _NULL:
         return None, at
+    if length == 0xFFFE:
+        return last_id, at
     return raw[at:at + length].decode(), at + length
 
 
@@ -93,7 +98,7 @@ def decode_state(raw: bytes | None) -> CustomerState | None:
     for _ in range(count):
         at_us, entry_seq, stage, event_type, influence = _ENTRY.unpack_from(raw, at)
         at += _ENTRY.size
-        event_id, at = _read_text(raw, at)
+        event_id, at = _read_text(raw, at, last_id)
         if event_type == 0xFF:
             journey.append(Entry(at_us, event_id or "", Stage(stage), entry_seq, None))
             continue

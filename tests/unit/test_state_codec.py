@@ -81,8 +81,8 @@ def test_no_bytes_means_no_state():
 
 def test_a_one_event_customer_is_small():
     state = state_after(click("c0001234", "page_view", at=minute(1), id="e000009284-0e6bafb8"))
-    # head 15 + last id + count 1 + entry 15 + its id + three null labels 6 + one digest 8
-    assert len(encode_state(state)) == 15 + 19 + 1 + 15 + 2 + 19 + 6 + 8
+    # head 15 + last id + count 1 + entry 15 + "same as last id" 2 + three null labels 6 + one digest 8
+    assert len(encode_state(state)) == 15 + 19 + 1 + 15 + 2 + 6 + 8  # the entry's event id is the last id: not repeated
 
 
 def test_an_unknown_format_is_refused_by_name():
