@@ -15,7 +15,7 @@ from journey.errors import JourneyError
 from journey.settings import Settings
 
 KAFKA = ("kafka_brokers", "topic_clickstream", "topic_purchases", "topic_shares")
-TOPICS = (*KAFKA, "topic_transitions", "topic_deadletter", "topic_rekeyed", "partitions")
+TOPICS = (*KAFKA, "topic_transitions", "topic_deadletter", "topic_rekeyed", "topic_identity", "partitions")
 CLICKHOUSE = ("clickhouse_url", "clickhouse_password")
 
 
@@ -426,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
         "mean_delay_hours": ("mean-delay-hours", "mean time between steps, in hours"),
         "noise_events": ("noise-events", "mean extra same-stage events per stage"),
         "browse_after_purchase": ("p-browse-after-purchase", "P(a buyer keeps browsing after buying)"),
+        "anonymous": ("p-anonymous", "P(a visitor browses anonymously, under a device id, until signing in)"),
+        "never_sign_in": ("p-never-sign-in", "P(an anonymous visitor never signs in)"),
+        "second_device": ("p-second-device", "P(an anonymous visitor also browses on a second device)"),
     }
     for name, (flag, text) in overrides.items():
         values = ", ".join(f"{preset} {getattr(profile, name):g}" for preset, profile in PRESETS.items())

@@ -75,6 +75,14 @@ class PathProfile:
     browsing with probability `browse_after_purchase`: 1-3 product views or searches within the
     next hour (no stage change: they are below act; delivered before a late purchase, they are
     what the stream has to correct).
+
+    Identity (DESIGN.md §1c): a share `anonymous` of arriving visitors browse under a device id
+    (`anonymous_id` only) until they sign in — when they start asking (an account for the cart)
+    or at checkout, by an `identify` event or an event carrying both ids (half each) — and carry
+    their customer id after. A share `never_sign_in` of them never do (a guest checkout carries the
+    device id only); a share `second_device` also browse on a second device, anonymously, which
+    they sign in on at checkout half of the time (else it stays a person of its own, as in real
+    data). Half of those who browse after buying do it signed out (the device id only).
     """
 
     appeal: float = 0.55  # aware -> appeal
@@ -90,10 +98,14 @@ class PathProfile:
     mean_delay_hours: float = 20.0  # mean time between steps
     noise_events: float = 1.5  # mean extra same-stage events per stage
     browse_after_purchase: float = 0.0  # completed buyers who keep browsing (product views, searches) after buying
+    anonymous: float = 0.0  # visitors who browse anonymously (a device id) until they sign in
+    never_sign_in: float = 0.0  # of those, the share who never sign in (guest checkout included)
+    second_device: float = 0.0  # of those, the share who also browse on a second device
 
     PROBABILITIES: ClassVar[tuple[str, ...]] = (
         "appeal", "ask", "act", "advocate", "impulse_buy", "ask_without_appeal",
-        "advocate_without_buying", "refund", "low_review", "browse_after_purchase",
+        "advocate_without_buying", "refund", "low_review", "browse_after_purchase", "anonymous", "never_sign_in",
+        "second_device",
     )
 
     def __post_init__(self) -> None:
@@ -155,6 +167,34 @@ def _weighted(rng: random.Random, options: tuple[str, ...]) -> str:
 
 
 @dataclass
+class _Identity:
+    """Which ids a visitor who started anonymous shows now: a device id until they sign in."""
+
+    customer_id: str
+    device: str
+    signs_in: bool
+    second_device: str | None = None
+    signed_in: bool = False
+    carry_device: bool = False  # signed in: every event carries the device id too (each one a link)
+    on_second: bool = False  # the current visit is on the second device
+    logged_out: bool = False  # signed in before, but this visit is not: the device id only
+
+    def ids(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("type") == "identify":
+            return body
+        body = dict(body)
+        if self.on_second:
+            del body["customer_id"]
+            body["anonymous_id"] = self.second_device
+        elif not self.signed_in or self.logged_out:
+            del body["customer_id"]
+            body["anonymous_id"] = self.device
+        elif self.carry_device:
+            body["anonymous_id"] = self.device
+        return body
+
+
+@dataclass
 class _Sim:
     """The mutable state of one run; `customer()` schedules a whole journey into `queue`."""
 
@@ -166,10 +206,14 @@ class _Sim:
     referred: int = 0
     next_event: int = 0
     queue: list[tuple[datetime, int, dict[str, Any]]] = field(default_factory=list)
+    identities: dict[str, "_Identity"] = field(default_factory=dict)  # customers who start anonymous
 
     def emit(self, at: datetime, body: dict[str, Any]) -> None:
         if at > self.end:
             return
+        who = self.identities.get(body.get("customer_id", ""))
+        if who is not None:
+            body = who.ids(body)
         self.next_event += 1
         event = {
             "schema_version": 1,
@@ -186,10 +230,32 @@ class _Sim:
     def session(self, cid: str) -> str:
         return f"s{cid}-{self.rng.getrandbits(24):06x}"
 
+    def _start_anonymous(self, cid: str) -> _Identity | None:
+        p, rng = self.profile, self.rng
+        if not p.anonymous or rng.random() >= p.anonymous:
+            return None
+        second = f"d{cid[1:]}-2" if rng.random() < p.second_device else None
+        who = self.identities[cid] = _Identity(cid, f"d{cid[1:]}-1", rng.random() >= p.never_sign_in, second)
+        return who
+
+    def sign_in(self, cid: str, at: datetime) -> None:
+        """The visitor signs in (an account for the cart, or at checkout): an identify event, or ids on every event."""
+        who = self.identities.get(cid)
+        if who is None or who.signed_in or not who.signs_in:
+            return
+        who.signed_in = True
+        if self.rng.random() < 0.5:
+            self.emit(at, {"type": "identify", "customer_id": cid, "anonymous_id": who.device})
+        else:
+            who.carry_device = True
+        if who.second_device and self.rng.random() < 0.5:  # signs in on the phone too, later
+            self.emit(at + self.delay(), {"type": "identify", "customer_id": cid, "anonymous_id": who.second_device})
+
     def customer(self, arrival: datetime, referrer: str | None = None) -> None:
         self.customers += 1
         cid = f"c{self.customers:07d}"
         p, rng = self.profile, self.rng
+        who = self._start_anonymous(cid)
         first: dict[str, Any] = {"type": "clickstream", "customer_id": cid, "action": rng.choice(AWARE_ACTIONS)}
         if referrer:
             self.referred += 1
@@ -231,12 +297,18 @@ class _Sim:
         else:
             if rng.random() >= p.appeal:
                 return
+            if who is not None and who.second_device:
+                who.on_second = True  # browsing on the phone, not signed in there
             visit(APPEAL_ACTIONS)
+            if who is not None:
+                who.on_second = False
             if rng.random() < p.advocate_without_buying:
                 self._advocate(cid, at + self.delay(), bought=False)
                 return
             if rng.random() >= p.ask:
                 return
+            if who is not None and rng.random() < 0.5:
+                self.sign_in(cid, at + self.delay() / 2)  # an account for the cart
             visit(ASK_ACTIONS)
         if rng.random() < p.act:
             self._buy(cid, at)
@@ -252,6 +324,8 @@ class _Sim:
     def _buy(self, cid: str, at: datetime) -> None:
         rng, p = self.rng, self.profile
         at += self.delay()
+        if cid in self.identities:
+            self.sign_in(cid, at - timedelta(minutes=2))  # at checkout
         amount = round(rng.lognormvariate(3.5, 0.7), 2)
         purchase = {"type": "purchase", "customer_id": cid, "order_id": f"o{cid}-{rng.getrandbits(20):05x}",
                     "amount": amount, "currency": "EUR", "channel": rng.choice(("app", "direct", "organic")),
@@ -263,12 +337,17 @@ class _Sim:
         self.emit(at, {**purchase, "status": "completed"})
         if p.browse_after_purchase and rng.random() < p.browse_after_purchase:
             later = at
+            who = self.identities.get(cid)
+            if who is not None and rng.random() < 0.5:
+                who.logged_out = True  # back on the device without signing in: the device id only
             for _ in range(rng.randint(1, 3)):
                 later += timedelta(minutes=rng.expovariate(1 / 15))
                 self.emit(later, {"type": "clickstream", "customer_id": cid,
                                   "action": rng.choice(("product_view", "search", "product_view", "review_read")),
                                   "channel": rng.choice(("direct", "app", "organic")),
                                   "product_id": f"p{rng.randint(1, 400):04d}"})
+            if who is not None:
+                who.logged_out = False
         if rng.random() < p.advocate:
             self._advocate(cid, at + self.delay(), bought=True)
         elif rng.random() < p.low_review:
@@ -357,7 +436,7 @@ class Line(NamedTuple):
     type: str | None = None  # the event's type (clickstream, purchase, share); None for a malformed one
 
 
-EVENT_TYPES = ("clickstream", "purchase", "share")
+EVENT_TYPES = ("clickstream", "purchase", "share", "identify")
 
 
 def parse_lag(text: str) -> tuple[str, float]:

@@ -43,6 +43,24 @@ class JourneyMetrics:
             ["from_stage", "to_stage"],
             registry=r,
         )
+        self.identity_links = Counter(
+            "journey_identity_links",
+            "Links (an anonymous id is a customer) applied at the anonymous id's partition, by outcome: linked "
+            "(the first), known (the same link again), conflict (another customer: ignored), late conflict "
+            "(another customer with an earlier event time, which the replay would have chosen).",
+            ["outcome"],
+            registry=r,
+        )
+        self.identity_merges = Counter(
+            "journey_identity_merges",
+            "Anonymous journeys merged into their customer's journey (DESIGN.md §1c).",
+            registry=r,
+        )
+        self.identity_forwarded = Counter(
+            "journey_identity_forwarded_events",
+            "Events of an already linked anonymous id, sent on to their customer's partition.",
+            registry=r,
+        )
         self.corrections = Counter(
             "journey_corrections",
             "Late events that changed rows already published: each withdrew rows and published corrected ones.",
@@ -68,7 +86,7 @@ class JourneyMetrics:
         self.fenced_records = Counter(
             "journey_fenced_records",
             "Records dropped because a worker wrote them after losing their partition (a stale epoch; "
-            "streams/fencing.py), by the log they were read from: changelog, transitions or rekeyed.",
+            "streams/fencing.py), by the log they were read from: changelog, transitions, rekeyed or identity.",
             ["log"],
             registry=r,
         )

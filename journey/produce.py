@@ -1,4 +1,4 @@
-"""`journey produce`: JSON Lines of events -> their topics, keyed by customer_id.
+"""`journey produce`: JSON Lines of events -> their topics, keyed by customer_id (else anonymous_id).
 
 Built on aiokafka's batch API (its C record builder): one process sends well over 50k events
 a second, so load generation is never what a benchmark measures.
@@ -38,14 +38,17 @@ def route(line: bytes, settings: Settings, topic: str | None) -> tuple[str, byte
         doc = None
     if not isinstance(doc, dict):
         return (topic, None) if topic else "not a JSON object"
-    customer = doc.get("customer_id")
-    key = customer.encode() if isinstance(customer, str) else None
+    # Keyed by the customer, else the anonymous id (DESIGN.md §1c).
+    customer, anonymous = doc.get("customer_id"), doc.get("anonymous_id")
+    routing = customer if isinstance(customer, str) else anonymous if isinstance(anonymous, str) else None
+    key = routing.encode() if routing is not None else None
     if topic:
         return topic, key
     event_type = doc.get("type")
-    if event_type not in settings.input_topics:
+    target = settings.topic_for(event_type) if isinstance(event_type, str) else None
+    if target is None:
         return f"unknown type {event_type!r}"
-    return settings.input_topics[event_type], key
+    return target, key
 
 
 class EventSender:

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     topic_rekeyed: str = Field(
         "journey.rekeyed", pattern=TOPIC_NAME, description="events re-published keyed by customer"
     )
+    topic_identity: str = Field(
+        "journey.identity", pattern=TOPIC_NAME,
+        description="links and merges between an anonymous id's partition and its customer's (README, Identity)"
+    )
     partitions: int = Field(8, ge=1, le=10_000, description="partitions of every journey topic")
     group_id: str = Field("journey5a", pattern=TOPIC_NAME, description="consumer group of the path (the sink uses <id>-sink)")
     session_timeout_s: float = Field(30.0, gt=0, description="consumer session timeout")
@@ -129,11 +133,16 @@ class Settings(BaseSettings):
             "share": self.topic_shares,
         }
 
+    def topic_for(self, event_type: str) -> str | None:
+        """The input topic of an event type (identify events travel with the clickstream)."""
+        return self.topic_clickstream if event_type == "identify" else self.input_topics.get(event_type)
+
     @property
     def all_topics(self) -> list[str]:
         return [
             *self.input_topics.values(),
             self.topic_rekeyed,
+            self.topic_identity,
             self.topic_transitions,
             self.topic_deadletter,
         ]

@@ -20,6 +20,7 @@ def own_topics(settings: Settings) -> dict[str, dict[str, str]]:
     """Topics the worker writes (created if missing) -> topic configs."""
     return {
         settings.topic_rekeyed: {},
+        settings.topic_identity: {},
         settings.topic_transitions: {},
         settings.topic_deadletter: {},
         changelog_topic(settings): {"cleanup.policy": "compact"},

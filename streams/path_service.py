@@ -37,6 +37,7 @@ from schemas import Transition
 from schemas.rejections import Rejection, decode
 from streams.alignment import EventTimeAligner
 from streams.deadletter import quarantine
+from streams.identity_log import read_message
 from streams.fencing import FENCE_KEY, FenceTracker, describe_epoch, fence_headers, judge, next_epoch, read_stamp, stamp
 from streams.group_service import Fetched, GroupService
 from streams.kafka_io import Landed, Outbox, new_group_consumer, new_producer, new_reader, partition_for, read_ranges
@@ -59,6 +60,11 @@ RECOVERED_LOG = re.compile(
     r"(?P<seconds>[\d.]+)s, (?P<customers>\d+) customers held \((?P<store>\w+)")
 
 
+def _event_or_reason(raw: bytes, max_bytes: int) -> Any:
+    result = decode(raw, max_bytes)
+    return result.reason if isinstance(result, Rejection) else result
+
+
 def changelog_topic(settings: Settings) -> str:
     return f"{settings.group_id}-customer-state-changelog"
 
@@ -66,7 +72,8 @@ def changelog_topic(settings: Settings) -> str:
 class PathService(GroupService):
     def __init__(self, settings: Settings, metrics: JourneyMetrics, rules: Rules, **kwargs: Any) -> None:
         super().__init__(settings, metrics, **kwargs)
-        self.inputs = (*settings.input_topics.values(), settings.topic_rekeyed)
+        self.inputs = (*settings.input_topics.values(), settings.topic_rekeyed)  # aligned by event time
+        self.identity = settings.topic_identity  # read too, not aligned (streams/identity_log.py)
         self.aligner = EventTimeAligner(self.inputs, settings.align_max_idle_ms / 1000)
         self.processor = PathProcessor(rules)
         self.store = new_state_store(settings.state_store, changelog_topic(settings), settings.state_dir)
@@ -80,6 +87,7 @@ class PathService(GroupService):
         self._generation = 0  # the group generation of the current assignment (0 where unknown)
         self._rekeyed_fences = FenceTracker()  # epochs seen per rekeyed partition and writer
         self._outputs_end: dict[int, int] = {}  # per owned partition: the transitions' end after our last send
+        self._identity_next: dict[TopicPartition, int] = {}  # identity records processed: the offset to commit
 
     @property
     def ready(self) -> bool:
@@ -92,7 +100,7 @@ class PathService(GroupService):
         await self.producer.start()
         await self.reader.start()
         self.join(new_group_consumer(self.settings, self.settings.group_id, max_poll_records=PATH_BATCH),
-                  list(self.inputs))
+                  [*self.inputs, self.identity])
 
     async def on_stop(self) -> None:
         if not self.clients_started:
@@ -122,8 +130,12 @@ class PathService(GroupService):
         out = Outbox(self.producer)
         counts: Counter[tuple[str, str]] = Counter()
         rekeyed = self.settings.topic_rekeyed
+        messages: dict[int, list[Any]] = defaultdict(list)
         for tp, records in fetched.items():
             if tp.partition not in self._assigned or tp.partition in self.store.fenced:
+                continue
+            if tp.topic == self.identity:
+                self._read_identity(tp, records, messages[tp.partition], out)
                 continue
             valid = []
             for record in records:
@@ -156,14 +168,14 @@ class PathService(GroupService):
         for record, event in released:
             if record.partition in self.store.fenced:
                 continue  # found fenced while this batch was aligned: the new owner has it
-            home = self._home(event.customer_id)
+            home = self._home(event.routing_id)
             if record.partition != home and record.topic != rekeyed:
                 headers = forward_stamps.get((record.topic, record.partition))
                 if headers is None:
                     headers = forward_stamps[(record.topic, record.partition)] = [
                         ("journey.source.topic", record.topic.encode()),
                         *stamp(self.store.epoch[record.partition], writer=record.partition)]
-                out.add(rekeyed, home, event.customer_id.encode(), record.value,
+                out.add(rekeyed, home, event.routing_id.encode(), record.value,
                         headers=headers, timestamp_ms=record.timestamp)
                 counts[(record.topic, "rekeyed")] += 1
             else:
@@ -174,11 +186,22 @@ class PathService(GroupService):
         transitions = duplicates = late = corrections = 0
         by_stage: Counter[tuple[str, str]] = Counter()
         withdrawn: Counter[tuple[str, str]] = Counter()
-        for partition, items in local.items():
+        links: Counter[str] = Counter()
+        merges = forwarded = 0
+        for partition in {*local, *(p for p, found in messages.items() if found)}:
+            if partition in self.store.fenced:
+                continue
+            items = local.get(partition, [])
             produced_ms = {event.event_id: record.timestamp for record, event in items}
             table = self.store.table(partition)
-            outcome = self.processor.apply([event for _, event in items], table)
+            outcome = self.processor.apply([event for _, event in items], table, messages.get(partition, ()))
             headers = stamps[partition]
+            for record in outcome.identity:
+                out.add(self.identity, self._home(record.routing_id), record.routing_id.encode(), record.value,
+                        headers=[*record.headers, *stamp(self.store.epoch[partition], writer=partition)])
+            links.update(outcome.links)
+            merges += outcome.merges
+            forwarded += outcome.forwarded
             for transition in outcome.transitions:
                 out.add(self.settings.topic_transitions, partition, transition.customer_id.encode(),
                         transition.model_dump_json().encode(), headers=headers,
@@ -202,6 +225,12 @@ class PathService(GroupService):
             self.metrics.retracted.labels(from_stage, to_stage).inc(n)
         if corrections:
             self.metrics.corrections.inc(corrections)
+        for link_outcome, n in links.items():
+            self.metrics.identity_links.labels(link_outcome).inc(n)
+        if merges:
+            self.metrics.identity_merges.inc(merges)
+        if forwarded:
+            self.metrics.identity_forwarded.inc(forwarded)
         if duplicates:
             self.metrics.duplicates.inc(duplicates)
         if late:
@@ -238,6 +267,22 @@ class PathService(GroupService):
             if stale:
                 self.metrics.fenced_records.labels("changelog").inc(stale)
             self._lost(fenced)
+
+    def _read_identity(self, tp: TopicPartition, records: list[Any], into: list[Any], out: Outbox) -> None:
+        """Identity records of one partition, in offset order: fences applied, each decoded to a message."""
+        for record in records:
+            self._identity_next[tp] = record.offset + 1
+            keep, stale = self._rekeyed_fences.admit(tp, record)
+            if stale:
+                self.metrics.fenced_records.labels("identity").inc()
+            if not keep:
+                continue
+            message = read_message(record, lambda raw: _event_or_reason(raw, self.settings.max_event_bytes))
+            if isinstance(message, str):
+                quarantine(out, self.settings.topic_deadletter, self.metrics, record,
+                           Rejection("invalid_fields", message))
+                continue
+            into.append(message)
 
     def _published(self, landed: dict[tuple[str, int], Landed]) -> None:
         for (topic, partition), span in landed.items():
@@ -321,8 +366,11 @@ class PathService(GroupService):
             held = self.aligner.held_from(tp.topic, tp.partition)
             received = self.aligner.received_offset(tp.topic, tp.partition)
             offset = held if held is not None else None if received is None else received + 1
+            if tp.topic == self.identity:
+                offset = self._identity_next.get(tp)
             if offset is not None:
-                metadata = self._rekeyed_fences.metadata(tp) if tp.topic == self.settings.topic_rekeyed else ""
+                mixed = tp.topic in (self.settings.topic_rekeyed, self.identity)  # several writers: epochs per writer
+                metadata = self._rekeyed_fences.metadata(tp) if mixed else ""
                 offsets[tp] = OffsetAndMetadata(offset, metadata)
         return offsets
 
@@ -373,6 +421,7 @@ class PathService(GroupService):
             fences.add(self.settings.topic_transitions, partition, FENCE_KEY, b"", headers=headers)
             for home in range(self.settings.partitions):
                 fences.add(self.settings.topic_rekeyed, home, FENCE_KEY, b"", headers=fence_headers(epoch, partition))
+                fences.add(self.identity, home, FENCE_KEY, b"", headers=fence_headers(epoch, partition))
         landed = await fences.send()
         for partition in partitions:
             self._outputs_end[partition] = landed[(self.settings.topic_transitions, partition)].last + 1
@@ -446,7 +495,7 @@ class PathService(GroupService):
         rekeyed record is then a second copy of an input event that its new owner forwards too,
         which the event-id check absorbs.
         """
-        tps = [tp for tp in self.consumer.assignment() if tp.topic == self.settings.topic_rekeyed]
+        tps = [tp for tp in self.consumer.assignment() if tp.topic in (self.settings.topic_rekeyed, self.identity)]
         try:
             committed = await self.consumer._coordinator.fetch_committed_offsets(tps)  # noqa: SLF001 - metadata
         except (KafkaError, AttributeError) as exc:
@@ -466,6 +515,7 @@ class PathService(GroupService):
         self._assigned -= partitions
         for tp in revoked:
             self._rekeyed_fences.forget(tp)
+            self._identity_next.pop(tp, None)
         if dropped:
             log.info("rebalance: %d held events go back to their next owner", len(dropped))
 

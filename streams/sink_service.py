@@ -1,5 +1,8 @@
 """Transitions topic -> ClickHouse in batches, offsets committed only after an insert succeeded.
 
+It reads the identity topic too: each merge record (a link the path applied, streams/identity_log.py)
+is a row of `customer_identities`.
+
 While ClickHouse is down the batch in hand is retried with backoff and nothing more is
 fetched, so memory stays bounded and the topic itself is the buffer.
 
@@ -15,27 +18,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import orjson
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from pydantic import ValidationError
 
+from fivea.ordering import time_of_us
 from journey.metrics import JourneyMetrics, observe_many
 from journey.settings import Settings
 from schemas import Transition
 from schemas.rejections import Rejection
-from sinks.contract import Sink, SinkUnavailable
+from sinks.contract import IdentityRow, Sink, SinkUnavailable
 from streams.deadletter import quarantine
 from streams.fencing import FenceTracker
 from streams.group_service import Fetched, GroupService
+from streams.identity_log import kind_of, read_link
 from streams.kafka_io import Outbox, new_group_consumer, new_producer, new_reader, read_ranges
 
 log = logging.getLogger("journey.sink")
 
 MAX_BACKOFF_S = 30.0
 validate_transition = Transition.__pydantic_validator__.validate_json  # model_validate_json minus its wrapper
+
+
+def identity_row(record: Any) -> IdentityRow:
+    """A merge record of the identity topic as its `customer_identities` row."""
+    link = read_link(orjson.loads(record.value))
+    learned = datetime.fromtimestamp(record.timestamp / 1000, tz=timezone.utc)
+    return IdentityRow(link.brand, link.anonymous_id, link.customer_id, time_of_us(link.at_us), link.event_id, learned)
 
 
 def sink_group(settings: Settings) -> str:
@@ -48,7 +62,7 @@ class SinkService(GroupService):
         self.sink = sink
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journey-sink")
         self._buffer: list[Any] = []
-        self._stale: set[tuple[int, int]] = set()  # (partition, offset) of buffered records to skip
+        self._stale: set[tuple[str, int, int]] = set()  # (topic, partition, offset) of buffered records to skip
         self._first_at = 0.0
         self.fences = FenceTracker()
         self._to_restore: set[TopicPartition] = set()
@@ -63,7 +77,7 @@ class SinkService(GroupService):
         await self.producer.start()
         self.join(new_group_consumer(self.settings, sink_group(self.settings),
                                      max_poll_records=self.settings.sink_batch_rows),
-                  [self.settings.topic_transitions])
+                  [self.settings.topic_transitions, self.settings.topic_identity])
 
     async def on_stop(self) -> None:
         if not self.clients_started:
@@ -89,9 +103,10 @@ class SinkService(GroupService):
             for record in records:
                 keep, stale = self.fences.admit(tp, record)
                 if not keep:
-                    self._stale.add((record.partition, record.offset))
+                    self._stale.add((record.topic, record.partition, record.offset))
                 if stale:
-                    self.metrics.fenced_records.labels("transitions").inc()
+                    log_name = "identity" if tp.topic == self.settings.topic_identity else "transitions"
+                    self.metrics.fenced_records.labels(log_name).inc()
             self._buffer.extend(records)
         if self._buffer and (len(self._buffer) >= self.settings.sink_batch_rows
                              or time.monotonic() - self._first_at >= self.settings.sink_batch_seconds):
@@ -100,8 +115,9 @@ class SinkService(GroupService):
     async def _flush(self) -> None:
         records, self._buffer = self._buffer, []
         skip, self._stale = self._stale, set()
-        batch = await self._decode([r for r in records if (r.partition, r.offset) not in skip] if skip else records)
-        if batch and not await self._write(batch):
+        kept = [r for r in records if (r.topic, r.partition, r.offset) not in skip] if skip else records
+        batch, identities = await self._decode(kept)
+        if (batch or identities) and not await self._write(batch, identities):
             return  # stopping during an outage: uncommitted, so read again after a restart
         last: dict[tuple[str, int], int] = {}
         for record in records:  # in offset order within each partition
@@ -117,10 +133,20 @@ class SinkService(GroupService):
         now_ms = time.time() * 1000
         observe_many(self.metrics.pipeline_latency, [max(0.0, (now_ms - r.timestamp) / 1000) for r in records])
 
-    async def _decode(self, records: list[Any]) -> list[Transition]:
+    async def _decode(self, records: list[Any]) -> tuple[list[Transition], list[IdentityRow]]:
         batch: list[Transition] = []
+        identities: list[IdentityRow] = []
         letters = Outbox(self.producer)
+        identity_topic = self.settings.topic_identity
         for record in records:
+            if record.topic == identity_topic:
+                if kind_of(record.headers)[0] == "merge":  # links and forwarded events are the path's business
+                    try:
+                        identities.append(identity_row(record))
+                    except (ValueError, KeyError, TypeError) as exc:
+                        quarantine(letters, self.settings.topic_deadletter, self.metrics, record,
+                                   Rejection("invalid_fields", f"not an identity merge record: {exc}"))
+                continue
             try:
                 batch.append(validate_transition(record.value))
             except ValidationError as exc:
@@ -128,9 +154,9 @@ class SinkService(GroupService):
                 quarantine(letters, self.settings.topic_deadletter, self.metrics, record, rejection)
         if letters.records:
             await letters.send()
-        return batch
+        return batch, identities
 
-    async def _write(self, batch: list[Transition]) -> bool:
+    async def _write(self, batch: list[Transition], identities: list[IdentityRow]) -> bool:
         loop = asyncio.get_running_loop()
         delay = 0.5
         while True:
@@ -138,7 +164,7 @@ class SinkService(GroupService):
                 return False
             started = time.perf_counter()
             try:
-                await loop.run_in_executor(self.executor, self.sink.write, batch)
+                await loop.run_in_executor(self.executor, self.sink.write, batch, identities)
                 break
             except SinkUnavailable as exc:
                 self.metrics.sink_failures.inc()

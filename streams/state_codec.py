@@ -6,6 +6,7 @@ Binary, little-endian, led by a format byte so the layout can change without a m
     | each entry: at_us i64 | seq u32 | stage u8 | event type u8 | influence u8
                   | event_id, channel, referrer_id, campaign: u16 length (0xFFFF: null) + utf-8
                     (event_id 0xFFFE: the same as last_id, the usual case: not repeated)
+    | link u8 (0: none; 1: an anonymous person's link follows: link_us i64 | linked_to, link_id as above)
     | recent: event_id digests, u64 each, oldest first (at most fivea.RECENT_IDS)
 
 About 70 bytes for a customer with one event, and under ~1.3 kB however many events a customer
@@ -33,6 +34,7 @@ _HEAD = struct.Struct("<BIqH")
 _ENTRY = struct.Struct("<qIBBB")
 _LEGACY_HEAD = struct.Struct("<BBqIqH")
 _LENGTH = struct.Struct("<H")
+_I64 = struct.Struct("<q")
 _NULL = 0xFFFF
 _LAST_ID = b"\xfe\xff"  # u16 0xFFFE: the entry's event id is last_id
 EVENT_TYPES = ("clickstream", "purchase", "share")
@@ -66,6 +68,10 @@ def encode_state(state: CustomerState) -> bytes:
         parts.append(_ENTRY.pack(entry.at_us, entry.seq, int(entry.stage), _EVENT_TYPE_CODE[trigger.event_type],
                                  _INFLUENCE_CODE[trigger.influence]))
         parts += (event_id, _text(trigger.channel), _text(trigger.referrer_id), _text(trigger.campaign))
+    if state.linked_to:
+        parts += (b"\x01", _I64.pack(state.link_us), _text(state.linked_to), _text(state.link_id))
+    else:
+        parts.append(b"\x00")
     recent = state.recent
     parts.append(struct.pack(f"<{len(recent)}Q", *recent))
     return b"".join(parts)
@@ -107,8 +113,15 @@ def decode_state(raw: bytes | None) -> CustomerState | None:
         campaign, at = _read_text(raw, at)
         trigger = Trigger(EVENT_TYPES[event_type], channel, INFLUENCES[influence], referrer_id, campaign)
         journey.append(Entry(at_us, event_id or "", Stage(stage), entry_seq, trigger))
+    linked_to, link_us, link_id = "", 0, ""
+    if raw[at]:
+        (link_us,) = _I64.unpack_from(raw, at + 1)
+        linked_to, at = _read_text(raw, at + 9)
+        link_id, at = _read_text(raw, at)
+    else:
+        at += 1
     recent = struct.unpack_from(f"<{(len(raw) - at) // 8}Q", raw, at)
-    return CustomerState(tuple(journey), seq, last_us, last_id, recent)
+    return CustomerState(tuple(journey), seq, last_us, last_id, recent, linked_to or "", link_us, link_id or "")
 
 
 def _decode_legacy(raw: bytes) -> CustomerState:

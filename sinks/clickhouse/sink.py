@@ -14,8 +14,15 @@ from clickhouse_driver import errors as ch_errors
 
 from schemas import Transition
 from sinks.clickhouse.backends import Backend, BackendURL, QueryError
-from sinks.clickhouse.tables import BEFORE_CORRECTIONS, TRANSITION_COLUMNS, Dialect, migrations, rebuild_for_corrections
-from sinks.contract import SinkUnavailable
+from sinks.clickhouse.tables import (
+    BEFORE_CORRECTIONS,
+    IDENTITY_COLUMNS,
+    TRANSITION_COLUMNS,
+    Dialect,
+    migrations,
+    rebuild_for_corrections,
+)
+from sinks.contract import IdentityRow, SinkUnavailable
 
 
 def transition_row(t: Transition) -> tuple:
@@ -85,12 +92,13 @@ class ClickHouseSink:
 
     def setup(self) -> None:
         backend = self.connected()
-        exists = backend.query(
-            "SELECT count() FROM system.tables WHERE database = {db:String} AND name = 'transitions'",
-            {"db": self.url.database},
-        ).rows[0][0]
-        if not int(exists):
-            raise SinkUnavailable(f"{self.url} has no table {self.url.database}.transitions — run `journey migrate`")
+        found = {row[0] for row in backend.query(
+            "SELECT name FROM system.tables WHERE database = {db:String} "
+            "AND name IN ('transitions', 'customer_identities')", {"db": self.url.database},
+        ).rows}
+        for table in ("transitions", "customer_identities"):
+            if table not in found:
+                raise SinkUnavailable(f"{self.url} has no table {self.url.database}.{table} — run `journey migrate`")
         self.checked = True
 
     def connected(self) -> Backend:
@@ -98,13 +106,16 @@ class ClickHouseSink:
             self.backend = self.url.open(timeout_s=self.timeout_s)
         return self.backend
 
-    def write(self, batch: Sequence[Transition]) -> None:
-        if not batch:
+    def write(self, batch: Sequence[Transition], identities: Sequence[IdentityRow] = ()) -> None:
+        if not batch and not identities:
             return
         if not self.checked:
             self.setup()  # a worker may start before ClickHouse is up, or migrated
         try:
-            self.connected().insert("transitions", TRANSITION_COLUMNS, [transition_row(t) for t in batch])
+            if batch:
+                self.connected().insert("transitions", TRANSITION_COLUMNS, [transition_row(t) for t in batch])
+            if identities:
+                self.connected().insert("customer_identities", IDENTITY_COLUMNS, [tuple(row) for row in identities])
         except SinkUnavailable:
             self.close()  # reconnect on the next attempt
             raise

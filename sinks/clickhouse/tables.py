@@ -92,6 +92,27 @@ ORDER BY (brand, customer_id, seq)
 """.strip()
 
 
+IDENTITY_COLUMNS = ("brand", "anonymous_id", "customer_id", "linked_at", "link_event_id", "learned_at")
+
+
+def create_customer_identities(database: str, dialect: Dialect) -> str:
+    """Each anonymous id's customer (DESIGN.md §1c), one row per (brand, anonymous_id)."""
+    db = checked_identifier(database, "database name")
+    return f"""
+CREATE TABLE IF NOT EXISTS {db}.customer_identities
+(
+    brand          {dialect.label()},   -- links are per brand
+    anonymous_id   String,              -- the device or cookie id
+    customer_id    String,              -- the customer it was linked to (the first link applied wins)
+    linked_at      {dialect.timestamp}, -- event time of the link (the event with both ids, or the identify event)
+    link_event_id  String,              -- that event's id
+    learned_at     DateTime('UTC')      -- when the worker applied the link and merged the journeys
+)
+ENGINE = ReplacingMergeTree()
+ORDER BY (brand, anonymous_id)
+""".strip()
+
+
 #: Where `journey migrate --rebuild` leaves a table written before corrections (issue 13).
 BEFORE_CORRECTIONS = "transitions_before_corrections"
 
@@ -128,4 +149,5 @@ def migrations(database: str, dialect: Dialect) -> list[str]:
     """
     from sinks.clickhouse.analytics import analytics_migrations  # it builds on this module
 
-    return [create_database(database), create_transitions(database, dialect), *analytics_migrations(database, dialect)]
+    return [create_database(database), create_transitions(database, dialect),
+            create_customer_identities(database, dialect), *analytics_migrations(database, dialect)]

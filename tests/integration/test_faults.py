@@ -27,7 +27,10 @@ def write_events(path: Path, customers: int, seed: int) -> Path:
 def assert_equals_replay(pipeline: Pipeline, events: Path) -> None:
     expected = pipeline.replay(events)
     stored = pipeline.wait_for_replay(expected, timeout=300)
-    assert stored == normalise(expected, pipeline.precision_us())
+    wanted = normalise(expected, pipeline.precision_us())
+    missing, extra = sorted(set(wanted) - set(stored)), sorted(set(stored) - set(wanted))
+    assert stored == wanted, (f"{len(missing)} replay rows missing, {len(extra)} extra rows stored; first missing "
+                              f"{missing[:3]}, first extra {extra[:3]}")
 
 
 @pytest.mark.parametrize("pipeline", ["server"], indirect=True)

@@ -94,6 +94,7 @@ class Pipeline:
             JOURNEY_TOPIC_TRANSITIONS=f"{self.name}.transitions",
             JOURNEY_TOPIC_DEADLETTER=f"{self.name}.deadletter",
             JOURNEY_TOPIC_REKEYED=f"{self.name}.rekeyed",
+            JOURNEY_TOPIC_IDENTITY=f"{self.name}.identity",
             JOURNEY_GROUP_ID=f"{self.name}-group",
             JOURNEY_PARTITIONS=str(self.partitions),
             JOURNEY_CLICKHOUSE_URL=self.clickhouse_url,

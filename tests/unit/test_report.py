@@ -25,7 +25,7 @@ from sinks.clickhouse.analytics import (
     library_query,
 )
 from sinks.clickhouse.backends import QueryResult
-from sinks.clickhouse.tables import Dialect, create_transitions, migrations
+from sinks.clickhouse.tables import create_customer_identities, Dialect, create_transitions, migrations
 
 LEGACY, MODERN = Dialect((18, 16)), Dialect((26, 9))
 STAGES = ("aware", "appeal", "ask", "act", "advocate")
@@ -99,8 +99,9 @@ def test_analytics_ddl_is_idempotent_and_fits_the_dialect(dialect):
 
 def test_migrate_runs_the_spine_then_the_analytics_layer():
     statements = migrations("journey", LEGACY)
-    assert statements[:2] == ["CREATE DATABASE IF NOT EXISTS journey", create_transitions("journey", LEGACY)]
-    assert statements[2:] == analytics_migrations("journey", LEGACY)
+    assert statements[:3] == ["CREATE DATABASE IF NOT EXISTS journey", create_transitions("journey", LEGACY),
+                              create_customer_identities("journey", LEGACY)]
+    assert statements[3:] == analytics_migrations("journey", LEGACY)
 
 
 # -- collecting and rendering ---------------------------------------------------------------

@@ -116,6 +116,7 @@ def test_all_topics_lists_inputs_then_outputs():
         "journey.purchases",
         "journey.shares",
         "journey.rekeyed",
+        "journey.identity",
         "journey.transitions",
         "journey.deadletter",
     ]

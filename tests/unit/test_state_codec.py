@@ -33,8 +33,9 @@ def state_after(*events) -> CustomerState:
                        Entry(2**62, "", Stage.ASK, 2**32 - 1, Trigger("purchase", "ç" * 300, "outer", None, "c"))),
                       seq=2**32 - 1, last_us=2**62, last_id="Zoë-李", recent=(2**64 - 1, 0)),
         CustomerState((Entry(7, "", Stage.APPEAL, 2, None),), seq=2, last_us=9, last_id="x"),
+        CustomerState((), seq=3, last_us=9, last_id="x", recent=(5,), linked_to="cust-ü", link_us=-3, link_id="i-1"),
     ],
-    ids=["fresh", "aware", "after late events", "extremes", "legacy entry"],
+    ids=["fresh", "aware", "after late events", "extremes", "legacy entry", "a linked anonymous person"],
 )
 def test_state_round_trip(state):
     raw = encode_state(state)
@@ -81,8 +82,8 @@ def test_no_bytes_means_no_state():
 
 def test_a_one_event_customer_is_small():
     state = state_after(click("c0001234", "page_view", at=minute(1), id="e000009284-0e6bafb8"))
-    # head 15 + last id + count 1 + entry 15 + "same as last id" 2 + three null labels 6 + one digest 8
-    assert len(encode_state(state)) == 15 + 19 + 1 + 15 + 2 + 6 + 8  # the entry's event id is the last id: not repeated
+    # head 15 + last id + count 1 + entry 15 + "same as last id" 2 + three null labels 6 + no link 1 + one digest 8
+    assert len(encode_state(state)) == 15 + 19 + 1 + 15 + 2 + 6 + 1 + 8  # the entry's event id is the last id: not repeated
 
 
 def test_an_unknown_format_is_refused_by_name():
