@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         description="clickhouse://user[:password]@host:port/database[?secure=1]",
     )
     clickhouse_password: SecretStr | None = Field(None, description="overrides the URL's password")
+    clickhouse_cluster: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        description="a cluster of the servers' remote_servers: `journey migrate` creates Replicated tables "
+        "ON CLUSTER with Distributed tables in front, and the sink inserts synchronously through them; "
+        "unset: one server",
+    )
     sink_batch_rows: int = Field(10_000, ge=1, description="insert when this many rows are buffered")
     sink_batch_seconds: float = Field(1.0, gt=0, description="... or when the oldest is this old")
 

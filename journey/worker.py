@@ -22,6 +22,7 @@ from journey.sql_endpoint import serve_sql
 from journey.settings import Settings
 from sinks.clickhouse.sink import ClickHouseSink
 from sinks.clickhouse.backends import BackendURL, ChdbLocked
+from sinks.clickhouse.placement import Placement
 from sinks.contract import SinkUnavailable
 from streams.app import build_services, own_topics
 
@@ -53,7 +54,10 @@ def build_sink(settings: Settings) -> ClickHouseSink:
         url = BackendURL.parse(settings.clickhouse_url, settings.clickhouse_password)
     except ValueError as exc:
         raise JourneyError(f"JOURNEY_CLICKHOUSE_URL: {exc}") from None
-    sink = ClickHouseSink(url)
+    try:
+        sink = ClickHouseSink(url, placement=Placement(settings.clickhouse_cluster))
+    except SinkUnavailable as exc:
+        raise JourneyError(str(exc)) from None  # a cluster on chDB: a setting to fix, not an outage
     try:
         sink.setup()
     except ChdbLocked as exc:

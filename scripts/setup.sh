@@ -17,6 +17,8 @@ if [ "$extras" = "test" ]; then
   # TLS end to end: stunnel terminates TLS in front of the test broker; openssl makes the test CA.
   command -v stunnel4 >/dev/null 2>&1 || packages+=(stunnel4)
   command -v openssl >/dev/null 2>&1 || packages+=(openssl)
+  # The cluster tests: ZooKeeper 3.8 coordinates the replicated tables (java comes with it).
+  [ -f /usr/share/java/zookeeper.jar ] || packages+=(zookeeper)
 fi
 python3 -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null || packages+=(python3)
 # `python3 -m venv --help` passes without python3-venv; creating one then fails on the missing

@@ -13,6 +13,7 @@ from clickhouse_driver import errors as ch_errors
 
 from schemas import Transition
 from sinks.clickhouse.backends import Backend, BackendURL, QueryError
+from sinks.clickhouse.placement import SINGLE_SERVER, Placement
 from sinks.clickhouse.tables import TRANSITION_COLUMNS, Dialect, migrations
 from sinks.contract import SinkUnavailable
 
@@ -35,35 +36,62 @@ def transition_row(t: Transition) -> tuple:
     )
 
 
-def migrate(url: BackendURL) -> tuple[Dialect, list[str]]:
-    """Create the database and tables if missing; returns the dialect and statements run."""
+def check_placement(url: BackendURL, placement: Placement) -> None:
+    if placement.cluster and url.scheme != "clickhouse":
+        raise SinkUnavailable(f"JOURNEY_CLICKHOUSE_CLUSTER={placement.cluster} needs clickhouse:// servers, "
+                              f"not {url.scheme}: chDB is one embedded engine")
+
+
+def migrate(url: BackendURL, placement: Placement = SINGLE_SERVER) -> tuple[Dialect, list[str]]:
+    """Create the database and tables if missing; returns the dialect and statements run.
+
+    On a cluster every statement goes `ON CLUSTER` (each server must be up: the distributed DDL
+    queue waits for all of them) and the backfills insert synchronously.
+    """
+    check_placement(url, placement)
     backend = url.open(with_database=False)
     try:
-        statements = migrations(url.database, backend.dialect)
+        statements = migrations(url.database, backend.dialect, placement)
         for statement in statements:
-            backend.execute(statement)
+            backend.execute(statement, placement.insert_settings)
         return backend.dialect, statements
     finally:
         backend.close()
 
 
 class ClickHouseSink:
-    """Writes batches of transitions through a backend (server or chDB), reconnecting on failure."""
+    """Writes batches of transitions through a backend (server or chDB), reconnecting on failure.
 
-    def __init__(self, url: BackendURL, *, timeout_s: float = 30.0) -> None:
+    On a cluster (`placement`) it writes to the Distributed `transitions` with
+    `insert_distributed_sync=1`: `write` returns only once a replica of every shard that owns a
+    row of the batch has it, so the caller's offset commit stays behind a durable write. A
+    shard that is down or a replica in read-only mode (ZooKeeper lost) fails the whole insert
+    (SinkUnavailable: the caller retries the same batch; rows a healthy shard took are
+    replaced by the retry's copies).
+    """
+
+    def __init__(self, url: BackendURL, *, timeout_s: float = 30.0, placement: Placement = SINGLE_SERVER) -> None:
+        check_placement(url, placement)
         self.url = url
+        self.placement = placement
         self.timeout_s = timeout_s
         self.backend: Backend | None = None
         self.checked = False  # setup() succeeded once
 
     def setup(self) -> None:
         backend = self.connected()
-        exists = backend.query(
-            "SELECT count() FROM system.tables WHERE database = {db:String} AND name = 'transitions'",
+        engines = backend.query(
+            "SELECT engine FROM system.tables WHERE database = {db:String} AND name = 'transitions'",
             {"db": self.url.database},
-        ).rows[0][0]
-        if not int(exists):
+        ).rows
+        if not engines:
             raise SinkUnavailable(f"{self.url} has no table {self.url.database}.transitions — run `journey migrate`")
+        distributed = engines[0][0] == "Distributed"
+        if distributed != bool(self.placement.cluster):
+            raise SinkUnavailable(
+                f"{self.url}: {self.url.database}.transitions is {'a Distributed' if distributed else 'a single-server'} "
+                f"table but JOURNEY_CLICKHOUSE_CLUSTER is {self.placement.cluster or 'unset'} — set it to the "
+                "cluster the tables were migrated for (or migrate with --cluster)")
         self.checked = True
 
     def connected(self) -> Backend:
@@ -77,7 +105,8 @@ class ClickHouseSink:
         if not self.checked:
             self.setup()  # a worker may start before ClickHouse is up, or migrated
         try:
-            self.connected().insert("transitions", TRANSITION_COLUMNS, [transition_row(t) for t in batch])
+            self.connected().insert("transitions", TRANSITION_COLUMNS, [transition_row(t) for t in batch],
+                                    self.placement.insert_settings)
         except SinkUnavailable:
             self.close()  # reconnect on the next attempt
             raise
