@@ -29,6 +29,7 @@ from journey.local import (
 )
 
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
+SLF4J_SIMPLE = Path("/usr/share/java/slf4j-simple.jar")  # else ZooKeeper logs nothing at all
 ZOOKEEPER_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 DDL_QUEUE = "/clickhouse/task_queue/ddl"
 
@@ -43,12 +44,6 @@ admin.enableServer=false
 4lw.commands.whitelist=ruok,stat
 """
 
-_LOG4J = """log4j.rootLogger=INFO, CONSOLE
-log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
-log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
-log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} %-5p %c{1}: %m%n
-"""
-
 
 def java_binary() -> Path:
     found = shutil.which("java")
@@ -58,11 +53,16 @@ def java_binary() -> Path:
 
 
 def _zookeeper_answers(port: int) -> None:
-    """`ruok` -> `imok`: the server runs (not just the socket)."""
+    """`stat` names the server's mode once it serves sessions. (`ruok` answers `imok` earlier,
+    while session handshakes are still refused; 18.16 servers that lose that race at start-up
+    crash on their first ZooKeeper call.)"""
     with socket.create_connection((HOST, port), timeout=2) as sock:
-        sock.sendall(b"ruok")
-        if sock.recv(16) != b"imok":
-            raise ServiceError("zookeeper did not answer imok")
+        sock.sendall(b"stat")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    if b"Mode:" not in answer:
+        raise ServiceError(f"zookeeper is not serving yet: {answer[:80]!r}")
 
 
 def start_zookeeper(workdir: Path, port: int | None = None, timeout: float = 60) -> LocalService:
@@ -76,9 +76,10 @@ def start_zookeeper(workdir: Path, port: int | None = None, timeout: float = 60)
     conf.mkdir(exist_ok=True)
     (workdir / "data").mkdir(exist_ok=True)
     (conf / "zoo.cfg").write_text(_ZOO_CFG.format(data=workdir / "data", port=port, host=HOST))
-    (conf / "log4j.properties").write_text(_LOG4J)
+    classpath = [str(conf), str(ZOOKEEPER_JAR), *([str(SLF4J_SIMPLE)] if SLF4J_SIMPLE.is_file() else [])]
     argv = [str(java), "-Xmx128m", "-XX:+UseSerialGC", "-Dzookeeper.jmx.log4j.disable=true",
-            "-cp", f"{conf}:{ZOOKEEPER_JAR}", ZOOKEEPER_MAIN, str(conf / "zoo.cfg")]
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Dorg.slf4j.simpleLogger.showDateTime=true",
+            "-cp", ":".join(classpath), ZOOKEEPER_MAIN, str(conf / "zoo.cfg")]
     proc, log_path = _spawn(argv, workdir, "zookeeper.log")
     svc = LocalService("zookeeper", proc, HOST, port, {"client": port}, log_path)
     return _started(svc, lambda: _zookeeper_answers(port), timeout)

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9464, ge=0, le=65535, description="0 disables the endpoint")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="worker log level")
 
+    @field_validator("clickhouse_cluster", mode="before")
+    @classmethod
+    def _empty_cluster_is_none(cls, value: object) -> object:
+        # `JOURNEY_CLICKHOUSE_CLUSTER=` (docker-compose's `${JOURNEY_CLICKHOUSE_CLUSTER:-}`): one server.
+        return None if value == "" else value
+
     @field_validator("kafka_brokers")
     @classmethod
     def _brokers_have_ports(cls, value: str) -> str:

@@ -130,7 +130,7 @@ def test_a_statement_the_cluster_cannot_take_is_refused_by_name(sql: str) -> Non
     assert SINGLE_SERVER.render([sql]) == [sql]
 
 
-@pytest.mark.parametrize("name", ["", "my-cluster", "a b", "x;DROP"])
+@pytest.mark.parametrize("name", ["my-cluster", "a b", "x;DROP", "1st"])
 def test_cluster_names_are_identifiers(name: str) -> None:
     with pytest.raises(ValueError):
         Placement(name)

@@ -1,0 +1,230 @@
+"""journey5a on a real ClickHouse cluster: 2 shards x 2 replicas of Debian's clickhouse-server
+18.16 coordinated by Debian's ZooKeeper (the session's `clickhouse_cluster`), fed through the
+real broker by real workers. Each run, faults included, ends equal to `journey replay`.
+
+The cluster is started once per session; each test has its own database (and so its own
+ZooKeeper paths). A test that stops a server or ZooKeeper starts it again before it ends.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clickhouse_driver import Client
+from kafka import KafkaConsumer, TopicPartition
+
+from journey.local_cluster import ClusterNode, LocalCluster
+from schemas import Transition
+from tests.integration.test_analytics import assert_report, expected_sections, journey_report
+from tests.integration.test_faults import assert_equals_replay, write_events
+from tests.support.pipeline import Pipeline, metric, wait_until
+
+pytestmark = pytest.mark.integration
+
+ALL_TIME = (date(1970, 1, 1), date(2100, 1, 1))
+# Small, frequent sink batches: an outage then lands mid-stream, with batches before and after it.
+SMALL_BATCHES = {"JOURNEY_SINK_BATCH_ROWS": "200", "JOURNEY_SINK_BATCH_SECONDS": "0.2"}
+
+
+@pytest.fixture
+def cluster_pipeline(broker, clickhouse_cluster: LocalCluster, tmp_path: Path) -> Any:
+    """Topics, and a database migrated ON CLUSTER; the workers write through the first server."""
+    pipe = Pipeline(broker, clickhouse_cluster.entry.service, tmp_path,
+                    settings_env={"JOURNEY_CLICKHOUSE_CLUSTER": clickhouse_cluster.name})
+    pipe.setup()
+    yield pipe
+    pipe.stop_workers()
+
+
+def node_query(node: ClusterNode, sql: str) -> list[tuple]:
+    client = Client("127.0.0.1", port=node.tcp_port, send_receive_timeout=60)
+    try:
+        return client.execute(sql)
+    finally:
+        client.disconnect()
+
+
+def local_rows(node: ClusterNode, database: str) -> list[tuple]:
+    """What one server holds itself (its shard's replica), replicated writes caught up first."""
+    node_query(node, f"SYSTEM SYNC REPLICA {database}.transitions_local")
+    return sorted(node_query(node, f"SELECT brand, customer_id, seq, to_stage, occurred_at "
+                                   f"FROM {database}.transitions_local FINAL"))
+
+
+def assert_replicas_agree_and_customers_stay_on_one_shard(cluster: LocalCluster, database: str) -> None:
+    shards = {}
+    for shard in (1, 2):
+        first, second = (local_rows(node, database) for node in cluster.shard(shard))
+        assert first == second, f"the replicas of shard {shard} differ"
+        assert first, f"shard {shard} holds nothing: the sharding key does not spread customers"
+        shards[shard] = {(brand, customer) for brand, customer, *_ in first}
+    assert not shards[1] & shards[2], "a customer's rows are on both shards"
+
+
+def halves(events: Path) -> tuple[Path, Path]:
+    """The file's customers in two halves (by a hash of the id), each in its own file, so the
+    second half can be produced during an outage: rows that must be written while it lasts."""
+    import zlib
+
+    first, second = [], []
+    for line in events.read_bytes().splitlines(keepends=True):
+        customer = json.loads(line)["customer_id"]
+        (second if zlib.crc32(customer.encode()) % 2 else first).append(line)
+    paths = events.with_suffix(".1.jsonl"), events.with_suffix(".2.jsonl")
+    for path, lines in zip(paths, (first, second)):
+        path.write_bytes(b"".join(lines))
+    return paths
+
+
+def sink_offsets(pipeline: Pipeline) -> dict[int, int | None]:
+    """The sink group's committed offsets of the transitions topic (read without joining the group)."""
+    consumer = KafkaConsumer(bootstrap_servers=pipeline.broker.address, group_id=f"{pipeline.name}-group-sink",
+                             enable_auto_commit=False)
+    try:
+        return {p: consumer.committed(TopicPartition(pipeline.topic("transitions"), p))
+                for p in range(pipeline.partitions)}
+    finally:
+        consumer.close()
+
+
+def test_stream_equals_replay_through_the_cluster_and_migrate_runs_again(
+        cluster_pipeline: Pipeline, clickhouse_cluster: LocalCluster, tmp_path: Path) -> None:
+    pipeline, database = cluster_pipeline, cluster_pipeline.database
+    events = write_events(tmp_path / "events.jsonl", 600, seed=301)
+    pipeline.journey("produce", str(events))
+    pipeline.start_worker(**SMALL_BATCHES)
+    assert_equals_replay(pipeline, events)
+    assert_replicas_agree_and_customers_stay_on_one_shard(clickhouse_cluster, database)
+
+    # Every server has every table, with the names analysts use in front.
+    for node in clickhouse_cluster.nodes:
+        engines = dict(node_query(node, f"SELECT name, engine FROM system.tables WHERE database = '{database}'"))
+        assert engines["transitions"] == engines["customer_state"] == "Distributed"
+        assert engines["transitions_local"] == "ReplicatedReplacingMergeTree"
+        assert engines["stage_entries"] == "View"
+
+    # A second migration changes nothing (its backfill folds the same rows into idempotent states).
+    before = journey_report(pipeline_url(pipeline))
+    again = pipeline.journey("migrate", "--print")
+    assert "ON CLUSTER " + clickhouse_cluster.name in again.stdout.decode()
+    assert "ON CLUSTER" in again.stderr.decode()
+    assert journey_report(pipeline_url(pipeline)) == before
+
+    # `journey report` through the Distributed tables: every number equals the replay's.
+    transitions = [Transition.model_validate(row) for row in pipeline.replay(events)]
+    assert_report(before, expected_sections(transitions, "default", *ALL_TIME))
+
+
+def pipeline_url(pipeline: Pipeline) -> Any:
+    from sinks.clickhouse.backends import BackendURL
+
+    return BackendURL.parse(pipeline.clickhouse_url)
+
+
+def test_every_library_file_runs_through_the_distributed_tables(
+        cluster_pipeline: Pipeline, tmp_path: Path) -> None:
+    """The query library, unchanged, on the cluster (files that need a newer server are skipped)."""
+    from sinks.clickhouse.analytics import library
+
+    pipeline = cluster_pipeline
+    events = write_events(tmp_path / "events.jsonl", 150, seed=307)
+    pipeline.journey("produce", str(events))
+    pipeline.start_worker()
+    pipeline.wait_for_rows(len(pipeline.replay(events)))
+    ran = 0
+    for name, query in library().items():
+        if query.requires and query.requires > (18, 16):
+            continue
+        result = pipeline.journey("sql", "--file", str(Path(query_path(name))), "--format", "csv", check=False)
+        assert result.returncode == 0, (name, result.stderr.decode()[-2000:])
+        assert len(result.stdout.decode().splitlines()) >= 2, name
+        ran += 1
+    assert ran >= 5
+
+
+def query_path(name: str) -> Path:
+    from sinks.clickhouse.analytics import SQL_DIR
+
+    return SQL_DIR / f"{name}.sql"
+
+
+def test_a_replica_stopped_and_restarted_mid_stream_catches_up(
+        cluster_pipeline: Pipeline, clickhouse_cluster: LocalCluster, tmp_path: Path) -> None:
+    """Shard 2 keeps taking writes on its other replica; the stopped one catches up from it."""
+    pipeline = cluster_pipeline
+    events = write_events(tmp_path / "events.jsonl", 800, seed=311)
+    before, during = halves(events)
+    pipeline.journey("produce", str(before))
+    pipeline.start_worker(**SMALL_BATCHES)
+    pipeline.wait_for_rows(len(pipeline.replay(before)))
+    replica = clickhouse_cluster.node(2, 1)
+    replica.stop()
+    try:
+        pipeline.journey("produce", str(during))
+        pipeline.wait_for_rows(len(pipeline.replay(events)))  # all of them, shard 2's on its other replica
+    finally:
+        replica.start()
+    assert_equals_replay(pipeline, events)
+    assert_replicas_agree_and_customers_stay_on_one_shard(clickhouse_cluster, pipeline.database)
+
+
+def test_a_whole_shard_down_the_sink_retries_commits_nothing_and_loses_nothing(
+        cluster_pipeline: Pipeline, clickhouse_cluster: LocalCluster, tmp_path: Path) -> None:
+    pipeline = cluster_pipeline
+    events = write_events(tmp_path / "events.jsonl", 800, seed=313)
+    before, during = halves(events)
+    pipeline.journey("produce", str(before))
+    worker, port = pipeline.start_worker(**SMALL_BATCHES)
+    pipeline.wait_for_rows(len(pipeline.replay(before)))
+    shard = clickhouse_cluster.shard(2)
+    for node in shard:
+        node.stop()
+    try:
+        pipeline.journey("produce", str(during))
+        # The batch in hand is refused (no replica of shard 2 answers) and retried; nothing more
+        # is fetched and no offset moves while it waits.
+        wait_until(lambda: metric(port, "journey_sink_failures_total") >= 1, 120, "a refused insert")
+        committed = sink_offsets(pipeline)
+        failures = metric(port, "journey_sink_failures_total")
+        wait_until(lambda: metric(port, "journey_sink_failures_total") >= failures + 2, 120, "two more retries")
+        assert sink_offsets(pipeline) == committed
+        assert metric(port, "journey_sink_clickhouse_up") == 0
+        assert worker.poll() is None
+    finally:
+        for node in shard:
+            node.start()
+    assert_equals_replay(pipeline, events)
+    log = (tmp_path / f"worker-{pipeline.started}.log").read_text()
+    assert "refused the insert" in log and "retrying" in log
+    assert_replicas_agree_and_customers_stay_on_one_shard(clickhouse_cluster, pipeline.database)
+
+
+def test_zookeeper_stopped_for_a_while_tables_read_only_the_sink_waits(
+        cluster_pipeline: Pipeline, clickhouse_cluster: LocalCluster, tmp_path: Path) -> None:
+    pipeline = cluster_pipeline
+    events = write_events(tmp_path / "events.jsonl", 800, seed=317)
+    before, during = halves(events)
+    pipeline.journey("produce", str(before))
+    worker, port = pipeline.start_worker(**SMALL_BATCHES)
+    pipeline.wait_for_rows(len(pipeline.replay(before)))
+    try:
+        clickhouse_cluster.zookeeper.stop()
+        try:
+            pipeline.journey("produce", str(during))
+            wait_until(lambda: metric(port, "journey_sink_failures_total") >= 2, 120, "inserts refused")
+            assert worker.poll() is None
+        finally:
+            clickhouse_cluster.start_zookeeper()
+        assert_equals_replay(pipeline, events)
+        log = (tmp_path / f"worker-{pipeline.started}.log").read_text()
+        assert "readonly mode" in log and "retrying" in log
+        assert_replicas_agree_and_customers_stay_on_one_shard(clickhouse_cluster, pipeline.database)
+    finally:
+        # Replicated DDL can stay stuck after a ZooKeeper outage until the servers restart (DESIGN.md §5).
+        pipeline.stop_workers()
+        clickhouse_cluster.restart_servers()
+
