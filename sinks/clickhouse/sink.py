@@ -7,6 +7,7 @@ the same (brand, customer_id, seq), and rows carry their own partition key (occu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from clickhouse_driver import errors as ch_errors
@@ -52,11 +53,31 @@ def migrate(url: BackendURL, placement: Placement = SINGLE_SERVER) -> tuple[Dial
     backend = url.open(with_database=False)
     try:
         statements = migrations(url.database, backend.dialect, placement)
+        _check_engines(backend, url.database, statements)
         for statement in statements:
             backend.execute(statement, placement.insert_settings)
         return backend.dialect, statements
     finally:
         backend.close()
+
+
+_CREATES_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS \w+\.(\w+)\b.*?\bENGINE = (\w+)", re.S)
+
+
+def _check_engines(backend: Backend, database: str, statements: list[str]) -> None:
+    """`CREATE ... IF NOT EXISTS` would skip a table that exists with another engine (a single
+    server's `transitions` where the cluster wants a Distributed one, or the reverse) and leave
+    a mix: refuse, naming the way out. Migrations never convert a table in place."""
+    existing = dict(backend.query("SELECT name, engine FROM system.tables WHERE database = {db:String}",
+                                  {"db": database}).rows)
+    for statement in statements:
+        match = _CREATES_TABLE.match(statement)
+        if match and match.group(1) in existing and existing[match.group(1)] != match.group(2):
+            name, wanted = match.groups()
+            raise SinkUnavailable(
+                f"{database}.{name} exists as a {existing[name]} table, not the {wanted} this migration creates "
+                f"(JOURNEY_CLICKHOUSE_CLUSTER decides which): migrate never converts a table in place — "
+                "use another database, or move the data as README \"Moving a single server to a cluster\" says")
 
 
 class ClickHouseSink:

@@ -228,3 +228,19 @@ def test_zookeeper_stopped_for_a_while_tables_read_only_the_sink_waits(
         pipeline.stop_workers()
         clickhouse_cluster.restart_servers()
 
+
+
+def test_migrate_refuses_to_mix_a_single_server_s_tables_with_the_cluster_s(
+        broker, clickhouse_cluster: LocalCluster, tmp_path: Path) -> None:
+    """A database migrated for one server is not converted in place (nor the reverse): the
+    command says so and what to do, and the worker's sink refuses the mismatch too."""
+    pipeline = Pipeline(broker, clickhouse_cluster.entry.service, tmp_path)
+    pipeline.journey("migrate")  # single-server tables on the first node
+    refused = pipeline.journey("migrate", "--cluster", clickhouse_cluster.name, check=False)
+    assert refused.returncode != 0
+    assert "never converts a table in place" in refused.stderr.decode()
+    engines = dict(node_query(clickhouse_cluster.node(2, 1),
+                              f"SELECT name, engine FROM system.tables WHERE database = '{pipeline.database}'"))
+    assert not engines, "nothing was created on the other servers"
+    printed = pipeline.journey("migrate", "--print").stdout.decode()  # the single-server run still works
+    assert "ON CLUSTER" not in printed and "ENGINE = ReplacingMergeTree" in printed
