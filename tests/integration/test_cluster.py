@@ -9,6 +9,8 @@ ZooKeeper paths). A test that stops a server or ZooKeeper starts it again before
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -125,31 +127,66 @@ def pipeline_url(pipeline: Pipeline) -> Any:
     return BackendURL.parse(pipeline.clickhouse_url)
 
 
-def test_every_library_file_runs_through_the_distributed_tables(
-        cluster_pipeline: Pipeline, tmp_path: Path) -> None:
-    """The query library, unchanged, on the cluster (files that need a newer server are skipped)."""
+def _answers(url: Any, queries: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Each query's rows (sorted, floats rounded), or the server's refusal."""
+    from sinks.clickhouse.backends import QueryError
+
+    backend = url.open()
+    out: dict[str, Any] = {}
+    try:
+        for name, (sql, params) in queries.items():
+            try:
+                rows = backend.query(sql, params).rows
+            except QueryError as exc:
+                out[name] = ("refused", str(exc).split(":")[0])
+                continue
+            out[name] = sorted((tuple(round(v, 9) if isinstance(v, float) else v for v in row) for row in rows),
+                               key=repr)
+    finally:
+        backend.close()
+    return out
+
+
+def test_the_query_library_and_the_dashboards_answer_as_on_one_server(
+        clickhouse, clickhouse_cluster: LocalCluster, tmp_path: Path) -> None:
+    """The same transitions on one 18.16 server and on the cluster: every query-library file
+    (its parameter defaults) and every ClickHouse panel of the Grafana dashboards, unchanged,
+    gives the same rows; a query only the newer servers run fails on both alike."""
+    from fivea import Rules, replay
+    from schemas import EVENT_ADAPTER
     from sinks.clickhouse.analytics import library
+    from sinks.clickhouse.backends import BackendURL
+    from sinks.clickhouse.placement import Placement
+    from sinks.clickhouse.sink import migrate, transition_row
+    from sinks.clickhouse.tables import TRANSITION_COLUMNS
+    from tests.integration.test_grafana_clickhouse_panels import clickhouse_panels, grafana_to_clickhouse
 
-    pipeline = cluster_pipeline
-    events = write_events(tmp_path / "events.jsonl", 150, seed=307)
-    pipeline.journey("produce", str(events))
-    pipeline.start_worker()
-    pipeline.wait_for_rows(len(pipeline.replay(events)))
-    ran = 0
-    for name, query in library().items():
-        if query.requires and query.requires > (18, 16):
-            continue
-        result = pipeline.journey("sql", "--file", str(Path(query_path(name))), "--format", "csv", check=False)
-        assert result.returncode == 0, (name, result.stderr.decode()[-2000:])
-        assert len(result.stdout.decode().splitlines()) >= 2, name
-        ran += 1
-    assert ran >= 5
+    database = f"db_q{uuid.uuid4().hex[:10]}"
+    events = [EVENT_ADAPTER.validate_json(line) for line in write_events(tmp_path / "e.jsonl", 400, seed=331)
+              .read_bytes().splitlines()]
+    rows = [transition_row(t) for t in replay(events, Rules.default())]
+    single = BackendURL.parse(f"clickhouse://default@{clickhouse.address}/{database}")
+    cluster = BackendURL.parse(clickhouse_cluster.url(database))
+    placement = Placement(clickhouse_cluster.name)
+    migrate(single)
+    migrate(cluster, placement)
+    for url, settings in ((single, {}), (cluster, placement.insert_settings)):
+        backend = url.open()
+        try:
+            for i in range(0, len(rows), 500):  # several parts per shard: partial states to merge
+                backend.insert("transitions", TRANSITION_COLUMNS, rows[i:i + 500], settings)
+        finally:
+            backend.close()
 
-
-def query_path(name: str) -> Path:
-    from sinks.clickhouse.analytics import SQL_DIR
-
-    return SQL_DIR / f"{name}.sql"
+    queries = {f"library {name}": (query.sql(database), query.defaults()) for name, query in library().items()}
+    queries.update({f"{board} / {title}": (re.sub(r"\bjourney\.", f"{database}.", grafana_to_clickhouse(sql)), {})
+                    for board, title, sql in clickhouse_panels()})
+    on_one, on_cluster = _answers(single, queries), _answers(cluster, queries)
+    for name in queries:
+        assert on_cluster[name] == on_one[name], name
+    answered = [name for name, rows in on_one.items() if not (isinstance(rows, tuple) and rows[0] == "refused")]
+    assert len([n for n in answered if n.startswith("library")]) >= 5
+    assert any(rows for rows in on_one.values() if isinstance(rows, list))
 
 
 def test_a_replica_stopped_and_restarted_mid_stream_catches_up(
