@@ -281,3 +281,27 @@ def test_migrate_refuses_to_mix_a_single_server_s_tables_with_the_cluster_s(
     assert not engines, "nothing was created on the other servers"
     printed = pipeline.journey("migrate", "--print").stdout.decode()  # the single-server run still works
     assert "ON CLUSTER" not in printed and "ENGINE = ReplacingMergeTree" in printed
+
+
+def test_the_cluster_ddl_for_current_clickhouse_parses_on_its_engine(tmp_path: Path) -> None:
+    """No current-version cluster runs here; chDB embeds the current engine, whose parser
+    (`formatQuery`) accepts every statement rendered for a cluster with the modern types."""
+    chdb_session = pytest.importorskip("chdb.session")
+    from sinks.clickhouse.placement import Placement
+    from sinks.clickhouse.tables import Dialect, migrations
+
+    session = chdb_session.Session(str(tmp_path / "chdb"))
+    try:
+        version = session.query("SELECT version()", "CSV").data().strip().strip('"')
+        dialect = Dialect(tuple(int(x) for x in version.split(".")[:2]))  # type: ignore[arg-type]
+        assert dialect.modern
+        statements = migrations("journey", dialect, Placement("journey"))
+        assert any("LowCardinality" in s and "Replicated" in s for s in statements)
+        for statement in statements:
+            escaped = statement.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")  # parameter text
+            formatted = session.query("SELECT formatQuery({sql:String})", "TSVRaw", params={"sql": escaped}).data()
+            assert formatted.strip(), statement
+            if statement.startswith("CREATE"):
+                assert "ON CLUSTER journey" in formatted, formatted
+    finally:
+        session.close()
