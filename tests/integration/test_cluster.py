@@ -209,6 +209,36 @@ def test_a_replica_stopped_and_restarted_mid_stream_catches_up(
     assert_replicas_agree_and_customers_stay_on_one_shard(clickhouse_cluster, pipeline.database)
 
 
+def test_the_server_the_sink_writes_through_goes_down_it_writes_through_another(
+        broker, clickhouse_cluster: LocalCluster, tmp_path: Path) -> None:
+    """`?alt_hosts=` in the URL: the sink reconnects to the next server that answers; every
+    server has the Distributed tables, so the writes go on (shard 1 on its other replica)."""
+    entry, alternative, reader = (clickhouse_cluster.node(*at) for at in ((1, 1), (1, 2), (2, 2)))
+    pipeline = Pipeline(broker, reader.service, tmp_path)  # the test reads through a node that stays up
+    pipeline.settings_env = {
+        "JOURNEY_CLICKHOUSE_CLUSTER": clickhouse_cluster.name,
+        "JOURNEY_CLICKHOUSE_URL": f"clickhouse://default@{entry.address}/{pipeline.database}"
+                                  f"?alt_hosts={alternative.address}",
+    }
+    try:
+        pipeline.setup()
+        events = write_events(tmp_path / "events.jsonl", 600, seed=319)
+        before, during = halves(events)
+        pipeline.journey("produce", str(before))
+        _, port = pipeline.start_worker(**SMALL_BATCHES)
+        pipeline.wait_for_rows(len(pipeline.replay(before)))
+        entry.stop()
+        try:
+            pipeline.journey("produce", str(during))
+            pipeline.wait_for_rows(len(pipeline.replay(events)))  # written while the first server is down
+        finally:
+            entry.start()
+        assert_equals_replay(pipeline, events)
+        assert_replicas_agree_and_customers_stay_on_one_shard(clickhouse_cluster, pipeline.database)
+    finally:
+        pipeline.stop_workers()
+
+
 def test_a_whole_shard_down_the_sink_retries_commits_nothing_and_loses_nothing(
         cluster_pipeline: Pipeline, clickhouse_cluster: LocalCluster, tmp_path: Path) -> None:
     pipeline = cluster_pipeline

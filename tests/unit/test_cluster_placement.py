@@ -141,3 +141,16 @@ def test_cluster_names_are_identifiers(name: str) -> None:
 def test_the_cluster_setting_defaults_to_one_server() -> None:
     assert Settings().clickhouse_cluster is None
     assert Settings(clickhouse_cluster="journey").clickhouse_cluster == "journey"
+
+
+def test_a_url_names_other_servers_to_try() -> None:
+    from sinks.clickhouse.target import ClickHouseTarget
+
+    target = ClickHouseTarget.from_url("clickhouse://u:pw@ch-s1r1:9000/journey?alt_hosts=ch-s1r2:9000,ch-s2r1")
+    assert target.alt_hosts == ("ch-s1r2:9000", "ch-s2r1:9000")
+    assert str(target) == "clickhouse://u@ch-s1r1:9000/journey?alt_hosts=ch-s1r2:9000,ch-s2r1:9000"
+    assert ClickHouseTarget.from_url("clickhouses://h/db?alt_hosts=h2").alt_hosts == ("h2:9440",)
+    assert ClickHouseTarget.from_url("clickhouse://h/db").alt_hosts == ()
+    for bad in ("h2:x", ":9000", "h 2:9000"):
+        with pytest.raises(ValueError, match="alt_hosts"):
+            ClickHouseTarget.from_url(f"clickhouse://h/db?alt_hosts={bad}")
