@@ -20,7 +20,7 @@ from journey.metrics import JourneyMetrics
 from journey.rules_file import load_rules
 from journey.sql_endpoint import serve_sql
 from journey.settings import Settings
-from sinks.clickhouse.sink import ClickHouseSink
+from sinks.clickhouse.sink import ClickHouseSink, PlacementMismatch
 from sinks.clickhouse.backends import BackendURL, ChdbLocked
 from sinks.clickhouse.placement import Placement
 from sinks.contract import SinkUnavailable
@@ -60,8 +60,9 @@ def build_sink(settings: Settings) -> ClickHouseSink:
         raise JourneyError(str(exc)) from None  # a cluster on chDB: a setting to fix, not an outage
     try:
         sink.setup()
-    except ChdbLocked as exc:
-        raise JourneyError(str(exc)) from None  # another process holds the directory: waiting will not help
+    except (ChdbLocked, PlacementMismatch) as exc:
+        # another process holds the directory, or the tables are for another placement: waiting will not help
+        raise JourneyError(str(exc)) from None
     except SinkUnavailable as exc:
         # The path does not need ClickHouse, and the sink waits and retries before its first
         # insert as it does during any outage: the transitions topic is the buffer meanwhile.

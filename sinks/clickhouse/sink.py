@@ -37,6 +37,11 @@ def transition_row(t: Transition) -> tuple:
     )
 
 
+class PlacementMismatch(SinkUnavailable):
+    """The tables were migrated for another placement (one server vs a cluster): a setting to
+    fix, not an outage to wait out."""
+
+
 def check_placement(url: BackendURL, placement: Placement) -> None:
     if placement.cluster and url.scheme != "clickhouse":
         raise SinkUnavailable(f"JOURNEY_CLICKHOUSE_CLUSTER={placement.cluster} needs clickhouse:// servers, "
@@ -109,7 +114,7 @@ class ClickHouseSink:
             raise SinkUnavailable(f"{self.url} has no table {self.url.database}.transitions — run `journey migrate`")
         distributed = engines[0][0] == "Distributed"
         if distributed != bool(self.placement.cluster):
-            raise SinkUnavailable(
+            raise PlacementMismatch(
                 f"{self.url}: {self.url.database}.transitions is {'a Distributed' if distributed else 'a single-server'} "
                 f"table but JOURNEY_CLICKHOUSE_CLUSTER is {self.placement.cluster or 'unset'} — set it to the "
                 "cluster the tables were migrated for (or migrate with --cluster)")

@@ -311,6 +311,11 @@ def test_migrate_refuses_to_mix_a_single_server_s_tables_with_the_cluster_s(
     assert not engines, "nothing was created on the other servers"
     printed = pipeline.journey("migrate", "--print").stdout.decode()  # the single-server run still works
     assert "ON CLUSTER" not in printed and "ENGINE = ReplacingMergeTree" in printed
+    pipeline.journey("topics")
+    worker = pipeline.spawn_worker(0, JOURNEY_CLICKHOUSE_CLUSTER=clickhouse_cluster.name)
+    assert worker.wait(timeout=120) != 0
+    log = (tmp_path / f"worker-{pipeline.started}.log").read_text()
+    assert "is a single-server table but JOURNEY_CLICKHOUSE_CLUSTER is journey" in log, log[-2000:]
 
 
 def test_the_cluster_ddl_for_current_clickhouse_parses_on_its_engine(tmp_path: Path) -> None:
