@@ -1,6 +1,15 @@
-"""The 5A domain core: rules as data and the per-customer state machine. No I/O, no frameworks."""
+"""The 5A domain core: rules as data, the per-customer state machine and the merge of journeys. No I/O."""
 
-from fivea.path import RECENT_IDS, CustomerState, Step, advance, event_id_digest, event_time_us, order_key
+from fivea.path import (
+    RECENT_IDS,
+    CustomerState,
+    Step,
+    advance,
+    event_id_digest,
+    event_time_us,
+    order_key,
+    reconcile,
+)
 from fivea.replay import customer_key, replay
 from fivea.rules import DEFAULT_RULES, Rules, RulesError
 from fivea.stages import PATH, Stage
@@ -18,5 +27,6 @@ __all__ = [
     "event_id_digest",
     "event_time_us",
     "order_key",
+    "reconcile",
     "replay",
 ]

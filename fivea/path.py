@@ -3,40 +3,42 @@
 Semantics (DESIGN.md §1): the first event gives `none -> aware`; an event whose signal is
 above the current stage gives one transition to it (`forward` to the next stage, `skip`
 past some); stages never go down; a repeated event_id among the customer's last
-`RECENT_IDS` applied is ignored; `seq` numbers each customer's transitions 1, 2, ... so
+`RECENT_IDS` applied is ignored; `seq` numbers each customer's published rows 1, 2, ... so
 storing them is idempotent.
 
-Applying an event twice can never emit twice: after the first application the stage is at
-least the event's signal. Redelivery is therefore harmless even without the id check; the
-id check exists for the contract "same id, different payload: the first one wins", within
-the window. The window is a count, not the whole history, so a customer's state and the work
-per event stay bounded however many events the customer sends (DESIGN.md §1d).
+The state keeps the customer's journey — its live transitions, at most five — so an event that
+arrives after later ones were applied is merged in (fivea/merge.py, DESIGN.md §1b): the step
+then emits retractions of the rows the merge withdraws and the corrected rows, and the live rows
+equal what the replay of the same events in event-time order gives. An event that comes after
+the journey's last entry takes the fast path: it can only append.
+
+Applying an event twice never changes the journey (merging is idempotent), so redelivery is
+harmless even without the id check; the id check exists for the contract "same id, different
+payload: the first one wins", within the window. The window is a count, not the whole history,
+so a customer's state and the work per event stay bounded however many events the customer
+sends (DESIGN.md §1d).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from hashlib import blake2b
 from typing import NamedTuple
 
+from fivea.merge import Entry, Row, chain_rows, correct, event_entries, trigger_of
+from fivea.ordering import EPOCH, event_time_us, order_key, time_of_us
 from fivea.rules import Rules
 from fivea.stages import LABELS, Stage
-from schemas import AnyEvent, ClickstreamEvent, Transition
+from schemas import AnyEvent, Transition
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+__all__ = ["EPOCH", "RECENT_IDS", "CustomerState", "Step", "advance", "event_id_digest", "event_time_us",
+           "order_key", "reconcile"]
 
 #: How many of a customer's most recently applied event ids are remembered for duplicate
 #: detection. Duplicates in practice are producer retries and the redelivery after a crash
 #: (about one commit interval, 1 s by default): 64 covers both for any customer sending fewer
-#: than 64 events a second, at 8 bytes each (a state stays under ~600 bytes). Beyond the
-#: window a duplicate is still harmless (it cannot emit again); it is counted as late instead.
+#: than 64 events a second, at 8 bytes each. Beyond the window a duplicate is still harmless
+#: (merging an event already in the journey changes nothing).
 RECENT_IDS = 64
-
-
-def event_time_us(moment: datetime) -> int:
-    """Microseconds since the epoch: exact for Python datetimes, cheap to compare and store."""
-    delta = moment - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def event_id_digest(event_id: str) -> int:
@@ -44,27 +46,60 @@ def event_id_digest(event_id: str) -> int:
     return int.from_bytes(blake2b(event_id.encode(), digest_size=8).digest(), "big")
 
 
-def order_key(event: AnyEvent) -> tuple[datetime, str]:
-    """Event-time order with ties broken by event_id (DESIGN.md §1 rule 4)."""
-    return (event.occurred_at, event.event_id)
-
-
 class CustomerState(NamedTuple):
     """Immutable; a NamedTuple because one is built per event (a frozen dataclass costs 3x more)."""
 
-    stage: Stage = Stage.NONE
-    entered_us: int = 0  # when the current stage was entered (event time)
-    seq: int = 0  # transitions emitted so far
+    journey: tuple[Entry, ...] = ()  # live transitions in chain order (at most one per stage)
+    seq: int = 0  # highest seq published so far (retracted rows keep theirs: never reused)
     last_us: int = -1  # latest (time, id) applied: decides "late"
     last_id: str = ""
     recent: tuple[int, ...] = ()  # event_id digests of the last RECENT_IDS events applied, oldest first
 
+    @property
+    def stage(self) -> Stage:
+        return self.journey[-1].stage if self.journey else Stage.NONE
+
+    @property
+    def entered_us(self) -> int:
+        """When the current stage was entered (event time)."""
+        return self.journey[-1].at_us if self.journey else 0
+
+    @property
+    def legacy(self) -> bool:
+        """Written before journeys were kept (state format < 3): late events cannot be merged."""
+        return bool(self.journey) and self.journey[0].trigger is None
+
 
 class Step(NamedTuple):
     state: CustomerState
-    transitions: list[Transition]
+    transitions: list[Transition]  # retractions first, then new rows
     duplicate: bool = False
     late: bool = False
+    corrected: bool = False  # a late event changed rows already published
+    retracted: int = 0  # rows withdrawn
+
+
+def publish(row: Row, brand: str, customer_id: str, retracted: bool = False, occurred_at=None) -> Transition:
+    """The transition record of a journey row (`occurred_at`: the entry's time, when the caller has it)."""
+    entry = row.link
+    trigger = entry.trigger
+    return Transition.trusted(
+        brand=brand,
+        customer_id=customer_id,
+        seq=entry.seq,
+        from_stage=row.from_stage,
+        to_stage=row.to_stage,
+        kind=row.kind,
+        occurred_at=occurred_at or time_of_us(entry.at_us),
+        trigger_event_id=entry.event_id,
+        trigger_event_type=trigger.event_type,
+        channel=trigger.channel,
+        influence=trigger.influence,
+        referrer_id=trigger.referrer_id,
+        dwell_ms=row.dwell_ms,
+        campaign=trigger.campaign,
+        retracted=retracted,
+    )
 
 
 def advance(state: CustomerState | None, event: AnyEvent, rules: Rules) -> Step:
@@ -76,39 +111,97 @@ def advance(state: CustomerState | None, event: AnyEvent, rules: Rules) -> Step:
         return Step(state, [], duplicate=True)
 
     at_us = event_time_us(event.occurred_at)
-    late = state.stage != Stage.NONE and (at_us, event.event_id) < (state.last_us, state.last_id)
-    stage, entered_us, seq = state.stage, state.entered_us, state.seq
-    transitions: list[Transition] = []
-
-    def move(to_stage: Stage) -> None:
-        nonlocal stage, entered_us, seq
-        seq += 1
-        transitions.append(
-            Transition.trusted(
-                brand=event.brand,
-                customer_id=event.customer_id,
-                seq=seq,
-                from_stage=LABELS[stage],
-                to_stage=LABELS[to_stage],
-                kind="forward" if to_stage == stage + 1 else "skip",
-                occurred_at=event.occurred_at,
-                trigger_event_id=event.event_id,
-                trigger_event_type=event.type,
-                channel=event.channel,
-                influence=rules.influence(event),
-                referrer_id=event.referrer_id if type(event) is ClickstreamEvent else None,
-                # Out-of-order arrival may put the trigger before the stage entry: clamp at 0.
-                dwell_ms=None if stage == Stage.NONE else max(0, (at_us - entered_us) // 1000),
-            )
-        )
-        stage, entered_us = to_stage, at_us
-
-    if stage == Stage.NONE:
-        move(Stage.AWARE)
-    signal = rules.signal(event)
-    if signal > stage:
-        move(signal)
-
-    newest_us, newest_id = max((state.last_us, state.last_id), (at_us, event.event_id))
+    at = (at_us, event.event_id)
+    journey = state.journey
+    late = bool(journey) and at < (state.last_us, state.last_id)
+    newest_us, newest_id = max((state.last_us, state.last_id), at)
     recent = (*state.recent[1:], digest) if len(state.recent) >= RECENT_IDS else (*state.recent, digest)
-    return Step(CustomerState(stage, entered_us, seq, newest_us, newest_id, recent), transitions, late=late)
+
+    last = journey[-1] if journey else None
+    if last is None or at > (last.at_us, last.event_id) or state.legacy:
+        journey, transitions, seq = _append(state, event, at_us, rules)
+        return Step(CustomerState(journey, seq, newest_us, newest_id, recent), transitions, late=late)
+
+    correction = correct(journey, event_entries(event, rules), state.seq)
+    brand, customer_id = event.brand, event.customer_id
+    transitions = [publish(row, brand, customer_id, retracted=True) for row in correction.retracted]
+    transitions += [publish(row, brand, customer_id) for row in correction.emitted]
+    changed = bool(correction.retracted)
+    return Step(CustomerState(correction.journey, correction.seq, newest_us, newest_id, recent), transitions,
+                late=late, corrected=changed, retracted=len(correction.retracted))
+
+
+def _append(state: CustomerState, event: AnyEvent, at_us: int, rules: Rules
+            ) -> tuple[tuple[Entry, ...], list[Transition], int]:
+    """The fast path: the event comes after every entry of the journey, so it can only add to it."""
+    journey, seq = state.journey, state.seq
+    stage = state.stage
+    added: list[Entry] = []
+    signal = rules.signal(event)
+    if stage == Stage.NONE or signal > stage:
+        trigger = trigger_of(event, rules)
+        if stage == Stage.NONE:
+            seq += 1
+            added.append(Entry(at_us, event.event_id, Stage.AWARE, seq, trigger))
+            stage = Stage.AWARE
+        if signal > stage:
+            seq += 1
+            added.append(Entry(at_us, event.event_id, signal, seq, trigger))
+    if not added:
+        return journey, [], seq
+    transitions = []
+    previous = journey[-1] if journey else None
+    for entry in added:
+        if previous is None:
+            row = Row(entry, "none", "aware", "forward", None)
+        else:
+            # Only a legacy state (format < 3) may see its trigger before the stage entry: clamp at 0.
+            row = Row(entry, LABELS[previous.stage], LABELS[entry.stage],
+                      "forward" if entry.stage == previous.stage + 1 else "skip",
+                      max(0, (entry.at_us - previous.at_us) // 1000))
+        transitions.append(publish(row, event.brand, event.customer_id, occurred_at=event.occurred_at))
+        previous = entry
+    return journey + tuple(added), transitions, seq
+
+
+def reconcile(state: CustomerState | None, published: list[Transition]) -> tuple[CustomerState, list[Transition]]:
+    """Bring a customer's published rows back in line with their state, after a crash.
+
+    Without transactions, a worker can die after its transitions reached the log but before
+    the state recording them did. The next owner resumes from the older state, so rows the
+    lost attempt published (`published`, in log order: rows and retractions of this customer)
+    may be live in the table although the state does not hold them, or withdrawn although it
+    does. This withdraws the first kind, publishes the second again under new seqs, and moves
+    the seq counter past every seq seen, so no seq is ever reused. Redelivered events then
+    apply to a state whose published rows are exactly its journey. Idempotent.
+    """
+    state = state or CustomerState()
+    live: dict[int, Transition] = {}
+    withdrawn: set[int] = set()
+    top = state.seq
+    for t in published:
+        top = max(top, t.seq)
+        if t.retracted:
+            withdrawn.add(t.seq)
+            live.pop(t.seq, None)
+        elif t.seq not in withdrawn:
+            live[t.seq] = t
+    held = {entry.seq for entry in state.journey}
+    out = [_withdrawal(t) for seq, t in sorted(live.items()) if seq not in held]
+    journey: list[Entry] = []
+    if published and any(entry.seq in withdrawn for entry in state.journey):
+        brand, customer_id = published[0].brand, published[0].customer_id
+        for row in chain_rows(state.journey):
+            entry = row.link
+            if entry.seq in withdrawn and entry.trigger is not None:
+                top += 1
+                entry = entry._replace(seq=top)
+                out.append(publish(row._replace(link=entry), brand, customer_id))
+            journey.append(entry)
+    else:
+        journey = list(state.journey)
+    return state._replace(journey=tuple(journey), seq=top), out
+
+
+def _withdrawal(t: Transition) -> Transition:
+    return Transition.trusted(**{**t.__dict__, "retracted": True})

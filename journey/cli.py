@@ -89,15 +89,15 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from sinks.clickhouse.placement import Placement
-    from sinks.clickhouse.sink import migrate
+    from sinks.clickhouse.sink import RebuildNeeded, migrate
     from sinks.contract import SinkUnavailable
 
     settings = settings_from(args)
     url = backend_url(settings)
     placement = Placement(settings.clickhouse_cluster)
     try:
-        dialect, statements = migrate(url, placement)
-    except SinkUnavailable as exc:
+        dialect, statements = migrate(url, rebuild=args.rebuild, placement=placement)
+    except (SinkUnavailable, RebuildNeeded) as exc:
         raise JourneyError(str(exc)) from None
     if args.print:
         print(";\n\n".join(statements) + ";")
@@ -154,11 +154,22 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _argtype(parse):
+    """An argparse type from a parser raising ValueError: its message becomes the usage error."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__
+    return convert
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     import os
     from dataclasses import replace
 
-    from journey.generate import PRESETS, Pacer, Progress, Simulation, publish, write_lines
+    from journey.generate import PRESETS, Pacer, Progress, Simulation, lagged, publish, write_lines
 
     overrides = {name: getattr(args, f"profile_{name}") for name in args.profile_overrides
                  if getattr(args, f"profile_{name}") is not None}
@@ -169,10 +180,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         Pacer(args.rate)  # validates --rate before anything is opened
     except ValueError as exc:
         raise JourneyError(str(exc)) from None
+    lags = dict(args.lag or ())
+    if lags and args.rate is None:
+        raise JourneyError("--lag needs --rate: the lag is in seconds of delivery, at that many events per second")
+    lines = lagged(sim.lines(), lags, args.rate) if lags else sim.lines()
     progress = Progress(None if args.quiet else sys.stderr)
     if args.to_kafka:
         settings = settings_from(args)
-        publish(sim.lines(), settings, pacer=Pacer(args.rate), progress=progress)
+        publish(lines, settings, pacer=Pacer(args.rate), progress=progress)
         target = f"Kafka {settings.kafka_brokers}"
     else:
         try:
@@ -181,7 +196,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise JourneyError(f"cannot write {args.output}: {exc.strerror}") from None
         target = "stdout" if args.output == "-" else args.output
         try:
-            write_lines(sim.lines(), out, pacer=Pacer(args.rate, before_sleep=out.flush), progress=progress)
+            write_lines(lines, out, pacer=Pacer(args.rate, before_sleep=out.flush), progress=progress)
         except BrokenPipeError:  # `journey generate | head`: stop quietly, as Unix tools do
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             progress.done(f"generated {progress.lines:,} events; {target} was closed, stopped")
@@ -245,9 +260,19 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from journey.report import build_report, render_report
 
+    if args.format == "html" and args.output is None and sys.stdout.isatty():
+        raise JourneyError("--format html writes a web page: add -o FILE (e.g. -o report.html)")
     url = backend_url(settings_from(args))
     report = build_report(url, args.brand, args.since, args.until, top=args.top)
-    sys.stdout.write(render_report(report, args.format))
+    text = render_report(report, args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise JourneyError(f"cannot write {args.output}: {exc.strerror}") from None
+    print(f"wrote {Path(args.output).resolve()}", file=sys.stderr)
     return 0
 
 
@@ -298,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="create the ClickHouse database and tables (idempotent)")
     p.add_argument("--print", action="store_true", help="also print the DDL that was applied")
+    p.add_argument("--rebuild", action="store_true",
+                   help="move a transitions table created before corrections (no `retracted` column) to the "
+                   "current layout: rows copied, the old table kept as transitions_before_corrections, the "
+                   "analysts' layer rebuilt (stop the workers first)")
     _add_settings(p, CLICKHOUSE_AT_SCALE)
     p.add_argument("--cluster", dest="setting_clickhouse_cluster", metavar="NAME",
                    help="same as --clickhouse-cluster: render every table for this cluster of the servers' "
@@ -328,23 +357,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p, CLICKHOUSE)
     p.set_defaults(run=cmd_sql)
 
-    from journey.report import DEFAULT_TOP, parse_day
+    from journey.report import DEFAULT_TOP, FORMATS, parse_day
 
-    p = sub.add_parser("report", help="print Kotler's 5A metrics of a brand and period (PAR, BAR, shape, ...)",
+    p = sub.add_parser("report", help="Kotler's 5A metrics of a brand and period (PAR, BAR, shape, flows, ...), "
+                       "as text, JSON, CSV or an HTML page with charts",
                        description="Print, for one brand and period, the customers entering each stage (with a bar "
                        "chart), PAR, BAR and the four stage ratios (n/a when a denominator is 0), the path shape "
-                       "and its distance to the bow tie, weekly entries, the influence-zone and channel mix, "
-                       "time to convert, referral reach, weekly cohorts and current stages. Each section runs a "
-                       "file of the query library (sinks/clickhouse/sql/; see docs/analysts.md). The period is "
-                       "UTC days [since, until): a customer counts in a stage when they entered it on one of "
-                       "those days.")
+                       "and its distance to the bow tie, how people move between stages (every from -> to move, "
+                       "skips included), weekly entries, the influence-zone and channel mix, time to convert, "
+                       "referral reach, weekly cohorts and current stages. Each section runs a file of the query "
+                       "library (sinks/clickhouse/sql/; see docs/analysts.md). The period is UTC days "
+                       "[since, until): a customer counts in a stage when they entered it on one of those days. "
+                       "The report states the first and last transition it covers, says so when the brand or "
+                       "period has no data, and marks weeks the period or the data cuts short as partial.",
+                       epilog="example: journey report --since 2026-01-01 --until 2026-02-01 --format html "
+                       "-o january.html  (one self-contained file: open it in any browser, offline)")
     p.add_argument("--brand", default="default", help="[default: %(default)s]")
     p.add_argument("--since", type=parse_day, metavar="DATE", help="first day, YYYY-MM-DD (UTC) [default: all data]")
     p.add_argument("--until", type=parse_day, metavar="DATE",
                    help="day after the last one, YYYY-MM-DD (UTC, exclusive) [default: all data]")
-    p.add_argument("--format", choices=("table", "json", "csv"), default="table",
-                   help="table for people; json (one document) or csv (section,key,metric,value) for tools "
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="table for people; json (one document) or csv (brand,since,until,section,key,metric,value) "
+                   "for tools; html: one self-contained page with charts (no network needed to open it) "
                    "[default: %(default)s]")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the report to FILE instead of standard output (needed for html on a terminal)")
     p.add_argument("--top", type=int, default=DEFAULT_TOP, metavar="N", help="advocates listed [default: %(default)s]")
     _add_settings(p, CLICKHOUSE)
     p.set_defaults(run=cmd_report)
@@ -353,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p, TOPICS)
     p.set_defaults(run=cmd_topics)
 
-    from journey.generate import DEFAULT_START, PRESETS, parse_start
+    from journey.generate import DEFAULT_START, PRESETS, parse_lag, parse_start
 
     p = sub.add_parser("generate", help="simulate customers walking the 5A path (JSON Lines or Kafka)",
                        description="Simulate a population walking the 5A path: channels and campaigns, "
@@ -377,6 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--to-kafka", action="store_true",
                        help="publish to the input topics (malformed lines to the clickstream topic)")
     p.add_argument("--rate", type=float, metavar="EVENTS_PER_S", help="at most this many events per second")
+    p.add_argument("--lag", type=_argtype(parse_lag), action="append", metavar="TYPE=SECONDS",
+                   help="deliver one event type that many seconds behind the others, as a slower producing "
+                   "service does (e.g. --lag purchase=15 --lag share=20; needs --rate). The stream merges "
+                   "the late events and corrects what it published (README, Semantics)")
     p.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     tuning = p.add_argument_group("profile overrides (default: the preset's value)")
     overrides = {  # PathProfile field -> (flag, help)
@@ -391,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
         "referrals_per_share": ("referrals-per-share", "mean new customers one share brings"),
         "mean_delay_hours": ("mean-delay-hours", "mean time between steps, in hours"),
         "noise_events": ("noise-events", "mean extra same-stage events per stage"),
+        "browse_after_purchase": ("p-browse-after-purchase", "P(a buyer keeps browsing after buying)"),
     }
     for name, (flag, text) in overrides.items():
         values = ", ".join(f"{preset} {getattr(profile, name):g}" for preset, profile in PRESETS.items())
@@ -419,7 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Start a local Tansu broker and an embedded ClickHouse (chDB), migrate, run "
                        "a worker, stream a simulated population (or your own events: --events FILE) into Kafka "
                        "while a live view shows the 5A path, wait until ClickHouse holds what the offline replay "
-                       "predicts, then print the stage counts and where the data is, and stop what it started.")
+                       "predicts, then print the stage counts, write the 5A report as an HTML page with charts "
+                       "(WORKDIR/report.html), print where it and the data are, and stop what it started.")
     p.add_argument("--workdir", default=".journey/demo", help="where the demo keeps its data and logs")
     p.add_argument("--events", metavar="FILE",
                    help="your own events (JSON Lines, one event per line in our contract: README, 'Run it on your "

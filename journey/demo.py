@@ -3,7 +3,8 @@
 Starts a Tansu broker (memory only), uses an embedded ClickHouse (chDB, data kept under the
 work directory), creates topics, migrates, runs one `journey worker` process, streams a
 generated population into Kafka at a bounded rate and shows the path filling up live, until
-ClickHouse holds every transition the offline replay predicts. Nothing to install by hand.
+ClickHouse holds every transition the offline replay predicts, then writes the 5A report as one
+HTML page (`journey report --format html`) and prints its path. Nothing to install by hand.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from journey.settings import Settings
 from journey.stack import run_journey
 
 DATABASE = "journey"
-STAGE_COUNTS = f"SELECT to_stage, count() AS customers FROM {DATABASE}.transitions FINAL GROUP BY to_stage"
+STAGE_COUNTS = f"SELECT to_stage, count() AS customers FROM {DATABASE}.live_transitions GROUP BY to_stage"
 
 
 def _step(number: int, text: str) -> None:
@@ -111,7 +112,9 @@ def run_demo(workdir: Path, *, customers: int, seed: int, keep: bool, rate: floa
         source = LiveSource(f"http://127.0.0.1:{metrics_port}/metrics", lambda: stage_counts(env))
         snap = _watch(source, producer, worker, worker_log, expected, keep)
         print_summary(snap.stage_counts)
-        _where(workdir, clickhouse_url, events_file, worker_log)
+        report = workdir / "report.html"
+        run_journey(["report", "--brand", "default", "--format", "html", "-o", str(report)], env, log)
+        _where(workdir, clickhouse_url, events_file, worker_log, report)
         return 0
     except ServiceError as exc:
         raise JourneyError(str(exc)) from None
@@ -250,12 +253,15 @@ def _command() -> str:
     return str(script) if script.exists() else f"{sys.executable} -m journey.cli"
 
 
-def _where(workdir: Path, clickhouse_url: str, events: Path, worker_log: Path) -> None:
+def _where(workdir: Path, clickhouse_url: str, events: Path, worker_log: Path, report: Path | None = None) -> None:
     journey = _command()
     print("\nwhere the data is")
+    if report is not None:
+        print(f"  the 5A report (HTML)  {report} (open it in a browser; it works offline)")
     print(f"  events (JSON Lines)   {events}")
     print(f"  ClickHouse (chDB)     {workdir / 'chdb'} (table {DATABASE}.transitions)")
     print(f"  worker log            {worker_log}")
-    print(f"  query it              {journey} sql \"SELECT to_stage, count() FROM journey.transitions FINAL GROUP BY to_stage\" \\")
+    print(f"  query it              {journey} sql \"SELECT to_stage, count() FROM journey.live_transitions GROUP BY to_stage\" \\")
     print(f"                          --clickhouse-url '{clickhouse_url}'")
     print(f"  the 5A report         {journey} report --brand default --clickhouse-url '{clickhouse_url}'")
+    print("                          (add --format html -o report.html for the page with charts)")

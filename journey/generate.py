@@ -71,7 +71,10 @@ class PathProfile:
     `advocate`, or else leaves a review rated 1-3 with probability `low_review`. Each advocacy
     is one share; it brings Poisson(`referrals_per_share`) new customers, who walk the same
     profile. Steps are separated by exponential delays of mean `mean_delay_hours`; each stage
-    adds Exp(`noise_events`) further same-stage events within minutes.
+    adds Exp(`noise_events`) further same-stage events within minutes. A completed buyer keeps
+    browsing with probability `browse_after_purchase`: 1-3 product views or searches within the
+    next hour (no stage change: they are below act; delivered before a late purchase, they are
+    what the stream has to correct).
     """
 
     appeal: float = 0.55  # aware -> appeal
@@ -86,10 +89,11 @@ class PathProfile:
     referrals_per_share: float = 0.6  # mean new customers one share brings
     mean_delay_hours: float = 20.0  # mean time between steps
     noise_events: float = 1.5  # mean extra same-stage events per stage
+    browse_after_purchase: float = 0.0  # completed buyers who keep browsing (product views, searches) after buying
 
     PROBABILITIES: ClassVar[tuple[str, ...]] = (
         "appeal", "ask", "act", "advocate", "impulse_buy", "ask_without_appeal",
-        "advocate_without_buying", "refund", "low_review",
+        "advocate_without_buying", "refund", "low_review", "browse_after_purchase",
     )
 
     def __post_init__(self) -> None:
@@ -257,6 +261,14 @@ class _Sim:
             self.emit(at, {**purchase, "status": "refunded"})
             return
         self.emit(at, {**purchase, "status": "completed"})
+        if p.browse_after_purchase and rng.random() < p.browse_after_purchase:
+            later = at
+            for _ in range(rng.randint(1, 3)):
+                later += timedelta(minutes=rng.expovariate(1 / 15))
+                self.emit(later, {"type": "clickstream", "customer_id": cid,
+                                  "action": rng.choice(("product_view", "search", "product_view", "review_read")),
+                                  "channel": rng.choice(("direct", "app", "organic")),
+                                  "product_id": f"p{rng.randint(1, 400):04d}"})
         if rng.random() < p.advocate:
             self._advocate(cid, at + self.delay(), bought=True)
         elif rng.random() < p.low_review:
@@ -342,6 +354,46 @@ class Line(NamedTuple):
 
     raw: bytes
     defect: str | None = None
+    type: str | None = None  # the event's type (clickstream, purchase, share); None for a malformed one
+
+
+EVENT_TYPES = ("clickstream", "purchase", "share")
+
+
+def parse_lag(text: str) -> tuple[str, float]:
+    """`TYPE=SECONDS` (argparse type of --lag): e.g. purchase=15."""
+    kind, sep, seconds = text.partition("=")
+    if not sep or kind not in EVENT_TYPES:
+        raise ValueError(f"{text!r}: use TYPE=SECONDS with TYPE one of {', '.join(EVENT_TYPES)} (e.g. purchase=15)")
+    try:
+        value = float(seconds)
+    except ValueError:
+        raise ValueError(f"{text!r}: {seconds!r} is not a number of seconds") from None
+    if not 0 <= value < 86_400:
+        raise ValueError(f"{text!r}: the lag must be between 0 and 86400 seconds")
+    return kind, value
+
+
+def lagged(lines: Iterable[Line], lags: dict[str, float], rate: float) -> Iterator[Line]:
+    """Deliver each event type `lags[type]` seconds behind the rest, at `rate` lines per second.
+
+    What a slower producing service does (a purchases service behind the web tracker): line i
+    would go out at i / rate seconds; a line of a lagged type goes out at i / rate + lag. The
+    order is decided here, deterministically; the pacer then spaces the lines at `rate`, so
+    the lag is also the wall-clock delay when publishing to Kafka.
+    """
+    if not any(lags.values()):
+        yield from lines
+        return
+    waiting: list[tuple[float, int, Line]] = []
+    for index, line in enumerate(lines):
+        due = index / rate + lags.get(line.type or "", 0.0)
+        heappush(waiting, (due, index, line))
+        now = index / rate
+        while waiting and waiting[0][0] <= now:
+            yield heappop(waiting)[2]
+    while waiting:
+        yield heappop(waiting)[2]
 
 
 class Simulation:
@@ -413,7 +465,7 @@ class Simulation:
             while self.malformed and rng.random() < self.malformed:
                 defect = rng.choice(DEFECTS)
                 yield Line(corrupt(event, defect, rng) + b"\n", defect)
-            yield Line(to_jsonl(event))
+            yield Line(to_jsonl(event), type=event["type"])
 
 
 def generate(
@@ -546,5 +598,5 @@ def publish(lines: Iterable[Line], settings: Settings, *, pacer: Pacer, progress
 
 __all__ = [
     "DEFAULT_START", "DEFECTS", "PRESETS", "Line", "Pacer", "PathProfile", "Progress", "Simulation", "corrupt",
-    "generate", "generate_lines", "parse_start", "publish", "to_jsonl", "write_lines",
+    "generate", "generate_lines", "lagged", "parse_lag", "parse_start", "publish", "to_jsonl", "write_lines",
 ]

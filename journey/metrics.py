@@ -31,8 +31,21 @@ class JourneyMetrics:
         )
         self.transitions = Counter(
             "journey_transitions",
-            "Stage transitions emitted, by from/to stage.",
+            "Stage transitions published (live rows), by from/to stage; minus "
+            "journey_transitions_retracted_total, the rows that still count.",
             ["from_stage", "to_stage"],
+            registry=r,
+        )
+        self.retracted = Counter(
+            "journey_transitions_retracted",
+            "Published transitions withdrawn by a correction (a late event merged into the journey, "
+            "DESIGN.md §1b), by the withdrawn row's from/to stage.",
+            ["from_stage", "to_stage"],
+            registry=r,
+        )
+        self.corrections = Counter(
+            "journey_corrections",
+            "Late events that changed rows already published: each withdrew rows and published corrected ones.",
             registry=r,
         )
         self.deadletters = Counter(
@@ -48,7 +61,8 @@ class JourneyMetrics:
         )
         self.late = Counter(
             "journey_events_late",
-            "Events applied after a later event of the same customer (arrived out of order).",
+            "Events applied after a later event of the same customer (arrived out of order); merged into "
+            "the journey, so they count whether or not they changed a published row.",
             registry=r,
         )
         self.fenced_records = Counter(

@@ -8,16 +8,23 @@ The period is a range of UTC days, `[since, until)`: a customer counts in a stag
 transition that entered it occurred on one of those days (the rollups are daily). Without
 `--since` / `--until` the report covers all data.
 
-Three renderings: `table` (headings, a bar chart of the stage counts, n/a for a ratio whose
-denominator is 0), `json` (one document: `sections` by name, each a list of rows or one record;
-n/a is null) and `csv` (tidy long format `section,key,metric,value`; n/a is empty).
+Honest edges: the report states the first and last transition time of the data it covers;
+a brand or period without data says so (`no_data`) instead of printing a path of zeros; the
+weekly series (stage entries, cohorts) run over every week of the covered days, empty weeks as
+zeros, and a week the period or the data cuts short is marked partial with its day count.
+
+Four renderings: `table` (headings, a bar chart of the stage counts, n/a for a ratio whose
+denominator is 0), `json` (one document: brand, period, data span, `sections` by name, each a
+list of rows or one record; n/a is null), `csv` (tidy long format
+`brand,since,until,section,key,metric,value`; n/a is empty) and `html` (one self-contained
+page with charts: reports/html.py, fed the JSON document).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -26,6 +33,9 @@ from fivea.ratios import PathMetrics
 from fivea.stages import PATH
 from journey.errors import JourneyError
 from journey.output import render
+from reports.formatting import LABELS
+from reports.formatting import cell as _text
+from reports.formatting import duration  # noqa: F401 - part of this module's interface
 from sinks.clickhouse.analytics import DERIVED_TABLES, VIEWS, LibraryQuery, library_query
 
 if TYPE_CHECKING:
@@ -78,6 +88,21 @@ def _day(value: Any) -> str:
     return value.isoformat() if isinstance(value, (date, datetime)) else str(value)[:10]
 
 
+def _bool(value: Any) -> bool:
+    return bool(value)
+
+
+def _time(value: Any) -> str | None:
+    """An event time as RFC 3339 UTC to the second (what every server version stores)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime.fromisoformat(str(value))  # chDB and the worker's endpoint send text
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc)
+    return value.replace(tzinfo=None, microsecond=0).isoformat() + "Z"
+
+
 @dataclass(frozen=True)
 class Spec:
     """A report section: its library query (None: computed here), title and typed columns."""
@@ -87,17 +112,23 @@ class Spec:
     query: str | None
     columns: tuple[tuple[str, Callable[[Any], Any]], ...]
     record: bool = False  # one row, shown as "label  value" lines
+    keys: int = 1  # leading columns that name a row (the CSV's key: joined with " -> ")
+    derived: tuple[str, ...] = ()  # columns computed here, not read from the query
 
 
 COUNTS = tuple((stage, _int) for stage in STAGES)
+WEEK_DAYS = (("days", _int), ("partial", _bool))  # days of the week the report covers; partial: < 7
 SPECS = (
     Spec("stage_entries", "Customers entering each stage", "stage_entries", (("stage", _str), ("customers", _int))),
     Spec("ratios", "Ratios", None, tuple((name, _float) for name in
                                          ("par", "bar", "attraction", "curiosity", "commitment", "affinity")),
          record=True),
     Spec("path_shape", "Path shape", None, (("shape", _str), ("bow_tie_distance", _float)), record=True),
-    Spec("stage_entries_weekly", "Stage entries per week (weeks from Monday)", "stage_entries_weekly",
-         (("week", _day), *COUNTS)),
+    Spec("flows", "How people move: customers per move between stages (skips included; none = first contact)",
+         "flows", (("from_stage", _str), ("to_stage", _str), ("kind", _str), ("customers", _int),
+                   ("first_at", _time), ("last_at", _time)), keys=2),
+    Spec("stage_entries_weekly", "Stage entries per week (weeks from Monday; partial: fewer than 7 days covered)",
+         "stage_entries_weekly", (("week", _day), *WEEK_DAYS, *COUNTS), derived=("days", "partial")),
     Spec("influence_mix", "What moved them: influence zone per stage", "influence_mix",
          (("stage", _str), ("customers", _int), ("own", _int), ("other", _int), ("outer", _int),
           ("own_share", _float), ("other_share", _float), ("outer_share", _float))),
@@ -111,7 +142,8 @@ SPECS = (
     Spec("top_advocates", "Top advocates (customers they brought)", "top_advocates",
          (("advocate", _str), ("referred", _int))),
     Spec("cohorts_weekly", "Weekly cohorts (by first-seen week; stages entered since)", "cohorts_weekly",
-         (("cohort_week", _day), ("customers", _int), *COUNTS[1:], ("par", _float), ("bar", _float))),
+         (("cohort_week", _day), *WEEK_DAYS, ("customers", _int), *COUNTS[1:], ("par", _float), ("bar", _float)),
+         derived=("days", "partial")),
     Spec("current_stage", "Where customers first seen in the period are now", "current_stage",
          (("stage", _str), ("customers", _int))),
 )
@@ -141,6 +173,9 @@ class Report:
     until: date | None
     server: str
     sections: dict[str, Section]
+    first_event: str | None = None  # the first and last transition in the period (event time, UTC)
+    last_event: str | None = None
+    no_data: str | None = None  # why the report is empty, when it is
 
     @property
     def stage_counts(self) -> dict[str, int]:
@@ -156,6 +191,9 @@ class Report:
             "since": self.since.isoformat() if self.since else None,
             "until": self.until.isoformat() if self.until else None,
             "server": self.server,
+            "first_event": self.first_event,
+            "last_event": self.last_event,
+            "no_data": self.no_data,
             "sections": {key: section.as_json() for key, section in self.sections.items()},
         }
 
@@ -199,21 +237,84 @@ def collect(run: Runner, database: str, brand: str, since: date | None = None, u
     for key in ("stage_entries", "influence_mix", "current_stage"):  # every stage, even if nobody entered it
         if not sections[key].unavailable:
             sections[key].rows = _zero_filled(SPEC[key], sections[key].rows)
+    flows = sections["flows"].rows
+    first_event = min((row[4] for row in flows), default=None)
+    last_event = max((row[5] for row in flows), default=None)
+    covered = _covered_days(first, last, first_event, last_event)
+    for key, blank in (("stage_entries_weekly", 0), ("cohorts_weekly", None)):
+        if not sections[key].unavailable:
+            sections[key].rows = _weeks(sections[key].rows, covered, len(SPEC[key].columns) - 3, blank)
     metrics = PathMetrics.from_counts(dict(sections["stage_entries"].rows))
     ratios = Section("ratios", SPEC["ratios"].title, tuple(name for name, _ in SPEC["ratios"].columns), record=True,
                      rows=[(metrics.par, metrics.bar, *metrics.stage_ratios.values())])
+    no_data = None if flows else _no_data(run, database, brand, since, until)
     shape = Section("path_shape", SPEC["path_shape"].title, ("shape", "bow_tie_distance"), record=True,
-                    rows=[(metrics.shape, metrics.bow_tie_distance)])
+                    rows=[(None if no_data else metrics.shape, metrics.bow_tie_distance)])
     sections.update(ratios=ratios, path_shape=shape)
-    return Report(brand, since, until, server, {spec.key: sections[spec.key] for spec in SPECS})
+    return Report(brand, since, until, server, {spec.key: sections[spec.key] for spec in SPECS},
+                  first_event, last_event, no_data)
+
+
+def _covered_days(first: date, last: date, first_event: str | None, last_event: str | None) -> tuple[date, date] | None:
+    """The days `[start, end)` the report has data for: the period cut to the data's first and last day."""
+    if first_event is None or last_event is None:
+        return None
+    start = max(first, date.fromisoformat(first_event[:10]))
+    end = min(last, date.fromisoformat(last_event[:10]) + timedelta(days=1))
+    return (start, end) if start < end else None
+
+
+def _weeks(rows: list[tuple[Any, ...]], covered: tuple[date, date] | None, width: int,
+           blank: Any) -> list[tuple[Any, ...]]:
+    """Every week (from Monday) of the covered days, in order, with how many of its days are covered.
+
+    `rows` are (week, value, ...) from the query; a week without a row gets zero counts (and
+    `blank` in its float columns, the last two: n/a shares). Returns (week, days, partial, values...).
+    """
+    if covered is None:
+        return [(row[0], 0, True, *row[1:]) for row in rows]
+    start, end = covered
+    by_week = {row[0]: row[1:] for row in rows}
+    out = []
+    week = start - timedelta(days=start.weekday())
+    while week < end:
+        days = (min(end, week + timedelta(days=7)) - max(start, week)).days
+        values = by_week.pop(week.isoformat(), None)
+        if values is None:
+            values = (0,) * width if blank == 0 else (*(0,) * (width - 2), blank, blank)
+        out.append((week.isoformat(), days, days < 7, *values))
+        week += timedelta(days=7)
+    # a row outside the covered days cannot come from the same data; keep it rather than hide it
+    out += [(week_, 0, True, *values) for week_, values in sorted(by_week.items())]
+    return sorted(out, key=lambda row: row[0])
+
+
+def _no_data(run: Runner, database: str, brand: str, since: date | None, until: date | None) -> str:
+    """Say why the report is empty: the brand has no data at all, or none in this period."""
+    from sinks.clickhouse.target import checked_identifier
+
+    db = checked_identifier(database, "database name")
+    spans = {str(row[0]): (_day(row[1]), _day(row[2])) for row in run(
+        f"SELECT brand, min(day) AS first_day, max(day) AS last_day FROM {db}.stage_entries "
+        "WHERE customers > 0 GROUP BY brand ORDER BY brand", {}).rows}  # live entries only
+    if brand in spans:
+        first_day, last_day = spans[brand]
+        period = _period_text(since, until)
+        return (f"no data for brand {brand} in {period}: its transitions run from {first_day} "
+                f"to {last_day} (UTC days)")
+    if not spans:
+        return "no data: the database holds no transitions yet"
+    return f"no data for brand {brand}: the database has none; brands with data: {', '.join(sorted(spans))}"
 
 
 def _typed(spec: Spec, result: QueryResult) -> list[tuple[Any, ...]]:
+    """The query's columns of the section, typed (derived columns are added later)."""
+    columns = [(name, convert) for name, convert in spec.columns if name not in spec.derived]
     index = {name: i for i, name in enumerate(result.columns)}
-    missing = [name for name, _ in spec.columns if name not in index]
+    missing = [name for name, _ in columns if name not in index]
     if missing:
         raise JourneyError(f"query {spec.query}.sql returned no column {', '.join(missing)}")
-    return [tuple(convert(row[index[name]]) for name, convert in spec.columns) for row in result.rows]
+    return [tuple(convert(row[index[name]]) for name, convert in columns) for row in result.rows]
 
 
 def _check_migrated(run: Runner, database: str) -> None:
@@ -255,53 +356,6 @@ def build_report(url: BackendURL, brand: str, since: date | None = None, until: 
 
 # -- rendering ------------------------------------------------------------------------------
 
-LABELS = {
-    "par": "PAR (act / aware)",
-    "bar": "BAR (advocate / aware)",
-    "attraction": "attraction (appeal / aware)",
-    "curiosity": "curiosity (ask / appeal)",
-    "commitment": "commitment (act / ask)",
-    "affinity": "affinity (advocate / act)",
-    "referred": "referred new customers",
-    "referring_advocates": "advocates who referred",
-    "advocates": "customers entering advocate",
-    "viral_coefficient": "viral coefficient (referred / advocates)",
-    "referred_per_referrer": "referred per referring advocate",
-}
-
-
-def duration(ms: int | None) -> str:
-    """Milliseconds for people: 850ms, 42s, 3m 20s, 5h 12m, 2d 4h."""
-    if ms is None:
-        return "n/a"
-    seconds = ms / 1000
-    if seconds < 1:
-        return f"{ms}ms"
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h"
-
-
-def _text(column: str, value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if column.endswith("_ms"):
-        return duration(value)
-    if column.endswith("_share"):
-        return f"{value:.1%}"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return value or "(none)"
-
 
 def _grid(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     """An aligned table: numbers (and n/a) right, text left."""
@@ -326,16 +380,53 @@ def bars(counts: Mapping[str, int], width: int = BAR_WIDTH) -> list[str]:
     ]
 
 
-def _period(report: Report) -> str:
-    if report.since is None and report.until is None:
+def _period_text(since: date | None, until: date | None) -> str:
+    if since is None and until is None:
         return "all data"
-    since = report.since.isoformat() if report.since else "the start"
-    until = report.until.isoformat() if report.until else "the end"
-    return f"{since} to {until} (UTC days, until exclusive)"
+    first = since.isoformat() if since else "the start"
+    last = until.isoformat() if until else "the end"
+    return f"{first} to {last} (UTC days, until exclusive)"
+
+
+def _period(report: Report) -> str:
+    return _period_text(report.since, report.until)
+
+
+def _span(report: Report) -> str:
+    if report.first_event is None:
+        return "no transitions"
+    return f"first transition {report.first_event}, last {report.last_event} (event time)"
+
+
+#: Stage ratios as (name, numerator stage, denominator stage).
+STAGE_RATIOS = (("attraction", "appeal", "aware"), ("curiosity", "ask", "appeal"), ("commitment", "act", "ask"),
+                ("affinity", "advocate", "act"))
+
+
+def skip_notes(report: Report) -> list[str]:
+    """Why a stage ratio exceeds 1: the customers who entered its stage by skipping the one before."""
+    flows = report.sections["flows"]
+    ratios = dict(zip(report.sections["ratios"].columns, report.sections["ratios"].rows[0]))
+    if flows.unavailable:
+        return []
+    notes = []
+    for name, stage, before in STAGE_RATIOS:
+        if (ratios.get(name) or 0) <= 1:
+            continue
+        skipped = sum(row[3] for row in flows.rows
+                      if row[1] == stage and STAGES.index(before) > (STAGES.index(row[0]) if row[0] in STAGES else -1))
+        if skipped:
+            entered = report.stage_counts.get(stage, 0)
+            notes.append(f"  {name} > 1: {skipped:,} of the {entered:,} customers entering {stage} skipped {before} "
+                         "(see How people move)")
+    return notes
 
 
 def render_table(report: Report) -> str:
-    out = [f"journey report — brand {report.brand}, {_period(report)}; ClickHouse {report.server}"]
+    out = [f"journey report — brand {report.brand}, {_period(report)}; ClickHouse {report.server}",
+           f"data: {_span(report)}"]
+    if report.no_data:
+        return "\n".join([*out, "", report.no_data[:1].upper() + report.no_data[1:]]) + "\n"
     for key, section in report.sections.items():
         out += ["", section.title]
         if section.unavailable:
@@ -350,6 +441,8 @@ def render_table(report: Report) -> str:
             labels = [LABELS.get(c, c) for c in section.columns]
             width = max(len(label) for label in labels)
             out += [f"  {label.ljust(width)}  {_text(c, v):>10}" for label, c, v in zip(labels, section.columns, row)]
+            if key == "ratios":
+                out += skip_notes(report)
         elif not section.rows:
             out.append("  (none in this period)")
         else:
@@ -357,23 +450,49 @@ def render_table(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else value  # full precision
+
+
 def render_csv(report: Report) -> str:
-    """Tidy long format: one `section,key,metric,value` line per number or label."""
-    rows: list[tuple[Any, ...]] = []
+    """Tidy long format: one `brand,since,until,section,key,metric,value` line per number or label.
+
+    Every line carries the brand and the period (empty since/until: unbounded), so files of several
+    brands or periods concatenate; section `report` holds the data's span and `no_data`.
+    """
+    rows: list[tuple[Any, ...]] = [
+        ("report", "", "first_event", report.first_event),
+        ("report", "", "last_event", report.last_event),
+        ("report", "", "no_data", report.no_data),
+        ("report", "", "server", report.server),
+    ]
     for key, section in report.sections.items():
         if section.unavailable:
             rows.append((key, "", "unavailable", section.unavailable))
             continue
+        keys = SPEC[key].keys
         for row in section.rows:
             if section.record:
                 rows += [(key, "", column, value) for column, value in zip(section.columns, row)]
             else:
-                rows += [(key, row[0], column, value) for column, value in zip(section.columns[1:], row[1:])]
-    exact = [tuple(repr(v) if isinstance(v, float) else v for v in row) for row in rows]  # full precision
-    return render(("section", "key", "metric", "value"), exact, "csv")
+                name = " -> ".join(str(v) for v in row[:keys])
+                rows += [(key, name, column, value) for column, value in zip(section.columns[keys:], row[keys:])]
+    period = (report.brand, report.since.isoformat() if report.since else "",
+              report.until.isoformat() if report.until else "")
+    exact = [(*period, *(_csv_value(v) for v in row)) for row in rows]
+    return render(("brand", "since", "until", "section", "key", "metric", "value"), exact, "csv")
+
+
+FORMATS = ("table", "json", "csv", "html")
 
 
 def render_report(report: Report, fmt: str = "table") -> str:
+    if fmt == "html":
+        from reports.html import render_html
+
+        return render_html(report.as_json())
     if fmt == "json":
         return orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode() + "\n"
     if fmt == "csv":

@@ -16,13 +16,19 @@ EventType = Literal["clickstream", "purchase", "share"]
 
 
 class Transition(BaseModel):
-    """One move of one customer along the 5A path; idempotent on (brand, customer_id, seq)."""
+    """One move of one customer along the 5A path; idempotent on (brand, customer_id, seq).
+
+    A record with `retracted: true` withdraws the row published earlier with the same
+    `(brand, customer_id, seq)` (DESIGN.md §1b): a late event or a merge of journeys changed the
+    customer's path. It repeats that row's fields, so a consumer may subtract it wherever it
+    counted the row. A row only ever goes from live to retracted, never back.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     brand: str
     customer_id: str
-    seq: Annotated[int, Field(ge=1, description="the customer's transition number: 1, 2, ...")]
+    seq: Annotated[int, Field(ge=1, description="the row's number within the customer's journey: 1, 2, ... never reused")]
     from_stage: Stage
     to_stage: Stage
     kind: Kind
@@ -36,6 +42,10 @@ class Transition(BaseModel):
     referrer_id: str | None = None
     dwell_ms: Annotated[int, Field(ge=0)] | None = Field(
         default=None, description="time since the customer entered from_stage; null for the first"
+    )
+    campaign: str | None = Field(default=None, description="the triggering event's campaign; null when none")
+    retracted: bool = Field(
+        default=False, description="true: withdraws the row published earlier with the same (brand, customer_id, seq)"
     )
 
     @classmethod

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what journey5a needs on a fresh Debian 12 machine: a virtualenv (.venv) with the
 # project (the demo needs nothing else: its broker and ClickHouse come from PyPI wheels) and,
-# for the tests, Debian's clickhouse-server and prometheus. Safe to run again.
+# for the tests, Debian's clickhouse-server, prometheus, stunnel and chromium. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,8 @@ if [ "$extras" = "test" ]; then
   # TLS end to end: stunnel terminates TLS in front of the test broker; openssl makes the test CA.
   command -v stunnel4 >/dev/null 2>&1 || packages+=(stunnel4)
   command -v openssl >/dev/null 2>&1 || packages+=(openssl)
+  # The HTML report's browser test opens the page in headless Chromium.
+  command -v chromium >/dev/null 2>&1 || packages+=(chromium)
   # The cluster tests: ZooKeeper 3.8 coordinates the replicated tables (java comes with it).
   [ -f /usr/share/java/zookeeper.jar ] || packages+=(zookeeper)
 fi

@@ -20,6 +20,7 @@ class BatchOutcome:
     changed: dict[bytes, bytes] = field(default_factory=dict)  # state key -> encoded state
     duplicates: int = 0
     late: int = 0
+    corrections: int = 0  # late events that changed rows already published (retractions among transitions)
 
 
 class PathProcessor:
@@ -41,6 +42,7 @@ class PathProcessor:
             outcome.transitions.extend(step.transitions)
             outcome.duplicates += step.duplicate
             outcome.late += step.late
+            outcome.corrections += step.corrected
         for key, state in touched.items():
             if state is not loaded[key]:  # duplicates return the state unchanged
                 outcome.changed[key] = encode_state(state)

@@ -30,17 +30,19 @@ from typing import Any
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from fivea import Rules, order_key
+from fivea import Rules, order_key, reconcile
 from journey.metrics import JourneyMetrics
 from journey.settings import Settings
+from schemas import Transition
 from schemas.rejections import Rejection, decode
 from streams.alignment import EventTimeAligner
 from streams.deadletter import quarantine
-from streams.fencing import FENCE_KEY, FenceTracker, describe_epoch, fence_headers, next_epoch, stamp
+from streams.fencing import FENCE_KEY, FenceTracker, describe_epoch, fence_headers, judge, next_epoch, read_stamp, stamp
 from streams.group_service import Fetched, GroupService
-from streams.kafka_io import Outbox, new_group_consumer, new_producer, new_reader, partition_for
+from streams.kafka_io import Landed, Outbox, new_group_consumer, new_producer, new_reader, partition_for, read_ranges
 from streams.path_processor import PathProcessor
-from streams.state_store import new_state_store
+from streams.state_codec import decode_state, encode_state, state_key
+from streams.state_store import new_state_store, outputs_from_header
 
 log = logging.getLogger("journey.path")
 
@@ -77,6 +79,7 @@ class PathService(GroupService):
         self._sending: asyncio.Future | None = None  # the previous batch's output, on its way
         self._generation = 0  # the group generation of the current assignment (0 where unknown)
         self._rekeyed_fences = FenceTracker()  # epochs seen per rekeyed partition and writer
+        self._outputs_end: dict[int, int] = {}  # per owned partition: the transitions' end after our last send
 
     @property
     def ready(self) -> bool:
@@ -168,8 +171,9 @@ class PathService(GroupService):
                 counts[(record.topic, "accepted")] += 1
 
         states: list[tuple[int, bytes, bytes | None]] = self._rewrites()
-        transitions = duplicates = late = 0
+        transitions = duplicates = late = corrections = 0
         by_stage: Counter[tuple[str, str]] = Counter()
+        withdrawn: Counter[tuple[str, str]] = Counter()
         for partition, items in local.items():
             produced_ms = {event.event_id: record.timestamp for record, event in items}
             table = self.store.table(partition)
@@ -179,34 +183,42 @@ class PathService(GroupService):
                 out.add(self.settings.topic_transitions, partition, transition.customer_id.encode(),
                         transition.model_dump_json().encode(), headers=headers,
                         timestamp_ms=produced_ms.get(transition.trigger_event_id))
-                by_stage[(transition.from_stage, transition.to_stage)] += 1
+                (withdrawn if transition.retracted else by_stage)[(transition.from_stage, transition.to_stage)] += 1
             for key, value in outcome.changed.items():
                 states.append((partition, key, value))
             transitions += len(outcome.transitions)
             duplicates += outcome.duplicates
             late += outcome.late
+            corrections += outcome.corrections
 
         if out.records or states:
-            self._sending = asyncio.ensure_future(self._send(out, states))
+            self._sending = asyncio.ensure_future(self._send(out, states, dict(self._outputs_end)))
 
         for (topic, outcome_name), n in counts.items():
             self.metrics.events.labels(topic, outcome_name).inc(n)
         for (from_stage, to_stage), n in by_stage.items():
             self.metrics.transitions.labels(from_stage, to_stage).inc(n)
+        for (from_stage, to_stage), n in withdrawn.items():
+            self.metrics.retracted.labels(from_stage, to_stage).inc(n)
+        if corrections:
+            self.metrics.corrections.inc(corrections)
         if duplicates:
             self.metrics.duplicates.inc(duplicates)
         if late:
             self.metrics.late.inc(late)
 
-    async def _send(self, out: Outbox, states: list[tuple[int, bytes, bytes | None]]) -> None:
+    async def _send(self, out: Outbox, states: list[tuple[int, bytes, bytes | None]],
+                    outputs_from: dict[int, int]) -> None:
         """Make one batch's output durable, while the next batch is fetched and decoded.
 
         Transitions (and dead letters, rekeyed events) first, then the states that say they
-        happened: a crash in between re-emits the same (brand, customer_id, seq) rows, which
-        the table absorbs. The other order would lose them.
+        happened. The other order would lose rows. A crash in between leaves rows in the log
+        that no state records; each state record says where its batch began publishing
+        (`outputs_from[p]`, the transitions' end before the batch), so the next owner reads
+        from there and reconciles (`_reconcile`).
         """
         if out.records:
-            await out.send()
+            self._published(await out.send())
         if states:
             changelog = Outbox(self.producer)
             stamps: dict[int, list[tuple[str, bytes]]] = {}
@@ -217,14 +229,20 @@ class PathService(GroupService):
                     continue
                 headers = stamps.get(partition)
                 if headers is None:
-                    headers = stamps[partition] = stamp(self.store.epoch[partition])
+                    headers = stamps[partition] = [*stamp(self.store.epoch[partition]),
+                                                   outputs_from_header(outputs_from.get(partition, -1))]
                 changelog.add(self.store.topic, partition, key, value, headers=headers)
             # The tables change only now, with the changelog offset that holds these states:
             # a table that outlives the process (rocksdb) is then always a changelog prefix.
-            fenced, stale = await self.store.commit(self.reader, states, await changelog.send())
+            fenced, stale = await self.store.commit(self.reader, states, await changelog.send(), outputs_from)
             if stale:
                 self.metrics.fenced_records.labels("changelog").inc(stale)
             self._lost(fenced)
+
+    def _published(self, landed: dict[tuple[str, int], Landed]) -> None:
+        for (topic, partition), span in landed.items():
+            if topic == self.settings.topic_transitions and partition in self._outputs_end:
+                self._outputs_end[partition] = max(self._outputs_end[partition], span.last + 1)
 
     def _rewrites(self) -> list[tuple[int, bytes, bytes | None]]:
         """States to write again: keys whose last changelog record is a stale writer's (fencing.py)."""
@@ -332,6 +350,7 @@ class PathService(GroupService):
             self.metrics.fenced_records.labels("changelog").inc(result.stale)
         await self._fence(partitions)
         await self._load_rekeyed_fences()
+        await self._reconcile([p for p in partitions if p not in self.store.fenced])
         self._to_recover.clear()
         log.info(
             "state of partitions %s recovered: %d changelog records (%d partitions caught up from their "
@@ -355,6 +374,8 @@ class PathService(GroupService):
             for home in range(self.settings.partitions):
                 fences.add(self.settings.topic_rekeyed, home, FENCE_KEY, b"", headers=fence_headers(epoch, partition))
         landed = await fences.send()
+        for partition in partitions:
+            self._outputs_end[partition] = landed[(self.settings.topic_transitions, partition)].last + 1
         read = await self.store.catch_up(
             self.reader, {p: landed[(self.store.topic, p)].last + 1 for p in partitions})
         if read.stale:
@@ -362,6 +383,61 @@ class PathService(GroupService):
         self._lost({p for p in partitions if self.store.is_fenced(p)})
         log.info("fenced partitions %s at epochs %s", partitions,
                  ", ".join(describe_epoch(self.store.epoch[p]) for p in partitions))
+
+    async def _reconcile(self, partitions: list[int]) -> None:
+        """Rows a crashed owner published but never recorded in a state: withdraw or re-publish them.
+
+        Reads partition p of the transitions from the last batch start the changelog records
+        (`outputs_from`) up to our fence, under the readers' fencing rule (what the sink will
+        store), and hands each customer's rows to the core's `reconcile`. The fixes go out like
+        a batch: rows first, then the states. Nothing to do after a clean hand-over: the state
+        then records every row of its last batch.
+        """
+        ranges = {}
+        for partition in partitions:
+            start, end = self.store.outputs_from(partition), self._outputs_end[partition] - 1  # before our fence
+            if 0 <= start < end:
+                ranges[TopicPartition(self.settings.topic_transitions, partition)] = (start, end)
+        if not ranges:
+            return
+        published: dict[tuple[int, bytes], list[Transition]] = defaultdict(list)
+        highest: dict[int, int] = defaultdict(int)
+        read = 0
+        async for tp, records, _ in read_ranges(self.reader, ranges):
+            end = ranges[tp][1]
+            for record in records:
+                if record.offset >= end:
+                    continue
+                highest[tp.partition], keep, _stale = judge(highest[tp.partition], read_stamp(record.headers))
+                if not keep:
+                    continue
+                read += 1
+                row = Transition.model_validate_json(record.value)
+                published[(tp.partition, state_key(row.brand, row.customer_id))].append(row)
+        out = Outbox(self.producer)
+        states: list[tuple[int, bytes, bytes | None]] = []
+        fixed = Counter()
+        for (partition, key), rows in published.items():
+            raw = self.store.table(partition).get(key)
+            before = decode_state(raw)
+            after, fixes = reconcile(before, rows)
+            if after != before:
+                states.append((partition, key, encode_state(after)))
+            headers = stamp(self.store.epoch[partition])
+            for row in fixes:
+                out.add(self.settings.topic_transitions, partition, row.customer_id.encode(),
+                        row.model_dump_json().encode(), headers=headers)
+                fixed["retracted" if row.retracted else "published again"] += 1
+                if row.retracted:
+                    self.metrics.retracted.labels(row.from_stage, row.to_stage).inc()
+                else:
+                    self.metrics.transitions.labels(row.from_stage, row.to_stage).inc()
+        if states or out.records:
+            await self._send(out, states, dict(self._outputs_end))
+        log.info("partitions %s: %d rows published since the last recorded batch read back; %d withdrawn and %d "
+                 "published again for %d customers (rows a crashed owner published without recording them)",
+                 sorted(tp.partition for tp in ranges), read, fixed["retracted"], fixed["published again"],
+                 len(states))
 
     async def _load_rekeyed_fences(self) -> None:
         """Epochs seen on the rekeyed partitions before their committed offsets, from the commit's metadata.

@@ -54,12 +54,31 @@ class Recovery:
     stale: int = 0  # records of a fenced-out writer, dropped (streams/fencing.py)
 
 
+#: Header on every state record: the offset of partition p of the transitions topic where the
+#: batch that wrote it began publishing. A recovery reads the transitions from the last such
+#: offset to find rows a crashed owner published but never recorded (fivea.reconcile).
+OUTPUTS_FROM_HEADER = "journey.outputs-from"
+_OFFSET = struct.Struct(">q")
+
+
+def outputs_from_header(offset: int) -> tuple[str, bytes]:
+    return (OUTPUTS_FROM_HEADER, _OFFSET.pack(offset))
+
+
+def _outputs_from(headers: Any) -> int:
+    for name, value in headers or ():
+        if name == OUTPUTS_FROM_HEADER and len(value) == 8:
+            return _OFFSET.unpack(value)[0]
+    return -1
+
+
 @dataclass
 class TableMark:
     """How far a table has read its changelog partition, persisted with the table."""
 
     next_offset: int
     highest_epoch: int = 0  # the highest writer epoch among the records read (streams/fencing.py)
+    outputs_from: int = -1  # the latest OUTPUTS_FROM_HEADER among the records read (-1: none)
 
 
 class StateStore:
@@ -110,12 +129,16 @@ class StateStore:
     def next_offset(self, partition: int) -> int:
         return self._marks[partition].next_offset
 
+    def outputs_from(self, partition: int) -> int:
+        return self._marks[partition].outputs_from
+
     async def commit(self, reader: AIOKafkaConsumer, states: Iterable[tuple[int, bytes, bytes | None]],
-                     landed: dict[tuple[str, int], Landed]) -> tuple[set[int], int]:
+                     landed: dict[tuple[str, int], Landed], outputs_from: dict[int, int] | None = None
+                     ) -> tuple[set[int], int]:
         """Store a batch's states once the changelog holds them (`landed`: the producer's acks).
 
         Where the batch landed right after what the table holds, its states are applied as
-        they are. Otherwise someone else wrote in between (a stale writer, or a newer owner):
+        they are (`outputs_from[p]`: the header they were written with). Otherwise someone else wrote in between (a stale writer, or a newer owner):
         the table reads that stretch of the log instead. Returns the partitions found fenced
         and the number of stale records read (and dropped).
         """
@@ -131,7 +154,8 @@ class StateStore:
             mark = self._marks[partition]
             if (span.first == mark.next_offset and span.unbroken
                     and self.epoch.get(partition, 0) >= mark.highest_epoch):
-                self._write(partition, own, TableMark(span.last + 1, mark.highest_epoch))
+                since = (outputs_from or {}).get(partition, mark.outputs_from)
+                self._write(partition, own, TableMark(span.last + 1, mark.highest_epoch, since))
                 self.rewrite[partition].difference_update(key for key, _ in own)
                 continue
             log.warning("partition %d: changelog records of another writer between offsets %d and %d: "
@@ -200,6 +224,7 @@ class StateStore:
     def _read(self, partition: int, records: list[Any], position: int) -> int:
         """Apply changelog records in offset order under the fencing rule; returns the stale ones."""
         highest = self._marks[partition].highest_epoch
+        since = self._marks[partition].outputs_from
         rewrite = self.rewrite[partition]
         changes: list[tuple[bytes, bytes | None]] = []
         stale = 0
@@ -212,7 +237,8 @@ class StateStore:
             rewrite.discard(record.key)
             if keep:
                 changes.append((record.key, record.value))
-        self._write(partition, changes, TableMark(position, highest))
+                since = max(since, _outputs_from(record.headers))
+        self._write(partition, changes, TableMark(position, highest, since))
         return stale
 
 
@@ -247,11 +273,14 @@ class MemoryStateStore(StateStore):
 
 
 # A table's own record: which changelog offset it is current to, how many customers it holds
-# (RocksDB has no cheap exact count) and the highest writer epoch it has read. State keys never
-# start with NUL (state_codec). Format 1 (before fencing) had no epoch: read as epoch 0.
+# (RocksDB has no cheap exact count), the highest writer epoch it has read and the latest
+# outputs-from offset. State keys never start with NUL (state_codec). Format 1 (before fencing)
+# had no epoch: read as epoch 0; formats 1 and 2 (before corrections) no outputs-from: -1.
 META_KEY = b"\x00journey.table"
-META = struct.Struct("<BqQQ")  # format u8 (=2) | next changelog offset i64 | customers u64 | highest epoch u64
-META_FORMAT = 2
+# format u8 (=3) | next changelog offset i64 | customers u64 | highest epoch u64 | outputs from i64
+META = struct.Struct("<BqQQq")
+META_FORMAT = 3
+META_V2 = struct.Struct("<BqQQ")
 META_V1 = struct.Struct("<BqQ")
 
 # One budget for the whole worker, however many partitions it owns: data blocks, index and
@@ -328,8 +357,11 @@ class RocksStateStore(StateStore):
         self.dbs[partition] = db
         self._counts[partition] = 0
         meta = db.get(META_KEY)
+        outputs_from = -1
         if meta is not None and len(meta) == META.size and meta[0] == META_FORMAT:
-            _, next_offset, count, highest_epoch = META.unpack(meta)
+            _, next_offset, count, highest_epoch, outputs_from = META.unpack(meta)
+        elif meta is not None and len(meta) == META_V2.size and meta[0] == 2:
+            _, next_offset, count, highest_epoch = META_V2.unpack(meta)
         elif meta is not None and len(meta) == META_V1.size and meta[0] == 1:
             (_, next_offset, count), highest_epoch = META_V1.unpack(meta), 0
         else:
@@ -337,7 +369,7 @@ class RocksStateStore(StateStore):
                 log.warning("partition %d: unknown table format in %s", partition, self._path(partition))
             return None
         self._counts[partition] = count
-        return TableMark(next_offset, highest_epoch)
+        return TableMark(next_offset, highest_epoch, outputs_from)
 
     def _clear(self, partition: int) -> None:
         from rocksdict import Rdict
@@ -365,7 +397,7 @@ class RocksStateStore(StateStore):
                 batch.put(key, value)
                 if before is None:
                     count += 1
-        batch.put(META_KEY, META.pack(META_FORMAT, mark.next_offset, count, mark.highest_epoch))
+        batch.put(META_KEY, META.pack(META_FORMAT, mark.next_offset, count, mark.highest_epoch, mark.outputs_from))
         db.write(batch)
         self._counts[partition] = count
         self._marks[partition] = mark

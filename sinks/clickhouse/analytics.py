@@ -1,23 +1,33 @@
 """The analysts' layer over `transitions`: rollups fed by materialized views, and plain views.
 
-Every derived table holds only *idempotent* aggregate states — `uniqExact`, `argMax`, `min`,
-`max`, `groupBitOr` — never `count()` or `sum()`. A materialized view fires on every INSERT,
-before the ReplacingMergeTree of `transitions` has deduplicated anything (DESIGN.md §5), so a
-batch the sink re-sends reaches the rollups twice; these states give the same answer for a row
-seen once or twice. The same property makes the backfill in `migrations()` safe to repeat.
+Every derived table holds only *idempotent* aggregate states — `uniqExact`, `argMax`, `max` —
+never `count()` or `sum()`. A materialized view fires on every INSERT, before the
+ReplacingMergeTree of `transitions` has deduplicated anything (DESIGN.md §5), so a batch the
+sink re-sends reaches the rollups twice; these states give the same answer for a row seen once
+or twice. The same property makes the backfill in `migrations()` safe to repeat.
 
-- `stage_entries_daily` — customers entering each stage per day x brand x stage x influence
-  zone x channel (`uniqExact` of a 64-bit hash of `customer_id`: half the size of a string
-  state and twice as fast to merge; two customers colliding becomes likely only around 5
-  billion customers in one count);
-  fed by `stage_entries_daily_mv`. Period queries read it and never scan `transitions`.
+Corrections (DESIGN.md §1b): a row may later be withdrawn by a retraction (the same row with
+`retracted = 1`). The rollups keep **entries** (every row, live or withdrawn, by a 64-bit hash of
+`(customer_id, seq)`) and **retractions** (the withdrawn ones) side by side; live = entries −
+retractions. A retraction repeats its row's fields, so it lands in the same group; both states
+are sets, so the answer is the same whatever order rows and retractions arrived in, however often
+either was re-sent, and for a backfill from a table that has already merged a row away into its
+retraction (the retraction alone still counts as an entry and a retraction).
+
+- `stage_entries_daily` — stage entries per day x brand x stage x influence zone x channel:
+  live customers entering = `uniqExactMerge(entries) - uniqExactMerge(retractions)` (a customer
+  has at most one live entry per stage); fed by `stage_entries_daily_mv`. Period queries read it
+  and never scan `transitions`.
 - `referrals_daily` — per day x brand x referrer: the customers that advocate brought (their
-  aware transition carries `referrer_id`); fed by `referrals_daily_mv`.
-- `customer_state` — one row per (brand, customer_id) after merges: current stage (the latest
-  transition, by `seq`, wins), when each stage was entered, the dwell before each stage;
-  fed by `customer_state_mv`.
-- Views that hide the `-Merge` functions: `stage_entries` (daily counts) and
-  `customer_current_stage` (one row per customer; no FINAL needed).
+  aware transition carries `referrer_id`), entries and retractions likewise; fed by
+  `referrals_daily_mv`.
+- `customer_state` — one row per (brand, customer_id) after merges: per stage, the highest seq
+  that entered it and the highest seq withdrawn from it (the stage is live when the first is
+  higher: each new entry of a stage has a higher seq than the one it replaced), its time and
+  the dwell before it; fed by `customer_state_mv`.
+- `live_transitions` — the transitions that count: `transitions FINAL` without retracted rows.
+- Views that hide the `-Merge` functions: `stage_entries` (daily live counts) and
+  `customer_current_stage` (one row per customer with a live journey; no FINAL needed).
 
 Rendered for both dialects of `sinks.clickhouse.tables`: the statements are valid on Debian's
 18.16 server and on current ClickHouse. Documented column by column in docs/analysts.md.
@@ -30,15 +40,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sinks.clickhouse.tables import INFLUENCE_ENUM, STAGE_ENUM, Dialect
+from sinks.clickhouse.tables import INFLUENCE_ENUM, STAGE_ENUM, TRANSITION_COLUMNS, Dialect
 from sinks.clickhouse.target import checked_identifier
 
-#: Stages after aware: each has an entry time and a dwell in `customer_state`.
+#: Stages after aware: each has a dwell in `customer_state`.
 LATER_STAGES = ("appeal", "ask", "act", "advocate")
+STAGES = ("aware", *LATER_STAGES)
+#: The row identity the rollups count: (customer_id, seq), hashed (works on every server version).
+ROW_HASH = "sipHash64(concat(customer_id, '/', toString(seq)))"
+LIVE = "uniqExactMerge(entries) - uniqExactMerge(retractions)"
 #: Bit n of `stages_entered` is set when the customer entered stage n (aware = 1 ... advocate = 5).
 STAGE_BIT = {"aware": 2, "appeal": 4, "ask": 8, "act": 16, "advocate": 32}
 
-VIEWS = ("stage_entries", "customer_current_stage")
+VIEWS = ("live_transitions", "stage_entries", "customer_current_stage")
 
 
 def _db(database: str) -> str:
@@ -96,9 +110,20 @@ def _stage_entries_columns(dialect: Dialect) -> list[tuple[str, str, str]]:
         ("stage", STAGE_ENUM, "stage entered (transitions.to_stage)"),
         ("influence", INFLUENCE_ENUM, "O-zone of the entering transition"),
         ("channel", dialect.label(), "its channel ('' when it had none)"),
-        ("customers", "AggregateFunction(uniqExact, UInt64)",
-         "who entered (sipHash64 of customer_id): uniqExactMerge(customers)"),
+        *_entry_columns("entering rows"),
     ]
+
+
+def _entry_columns(what: str) -> list[tuple[str, str, str]]:
+    return [
+        ("entries", "AggregateFunction(uniqExact, UInt64)", f"{what}, live or withdrawn (hash of customer_id, seq)"),
+        ("retractions", "AggregateFunction(uniqExact, UInt64)",
+         f"those withdrawn; live = {LIVE}"),
+    ]
+
+
+ENTRY_STATES = f"""    uniqExactState({ROW_HASH}) AS entries,
+    uniqExactStateIf({ROW_HASH}, retracted = 1) AS retractions"""
 
 
 def _stage_entries_select(db: str) -> str:
@@ -108,7 +133,7 @@ def _stage_entries_select(db: str) -> str:
     to_stage AS stage,
     influence,
     ifNull(channel, '') AS channel,
-    uniqExactState(sipHash64(customer_id)) AS customers
+{ENTRY_STATES}
 FROM {db}.transitions
 GROUP BY brand, day, stage, influence, channel"""
 
@@ -117,7 +142,7 @@ def create_stage_entries_view(database: str) -> str:
     db = _db(database)
     return f"""
 CREATE VIEW IF NOT EXISTS {db}.stage_entries AS
-SELECT brand, day, stage, influence, channel, uniqExactMerge(customers) AS customers
+SELECT brand, day, stage, influence, channel, {LIVE} AS customers
 FROM {db}.stage_entries_daily
 GROUP BY brand, day, stage, influence, channel
 """.strip()
@@ -131,8 +156,7 @@ def _referrals_columns(dialect: Dialect) -> list[tuple[str, str, str]]:
         ("brand", dialect.label(), "brand of the journey"),
         ("day", "Date", "UTC day the referred customer became aware"),
         ("referrer_id", "String", "the advocate whose share brought them"),
-        ("customers", "AggregateFunction(uniqExact, UInt64)",
-         "who they brought (sipHash64 of customer_id): uniqExactMerge(customers)"),
+        *_entry_columns("aware rows of the customers they brought"),
     ]
 
 
@@ -141,7 +165,7 @@ def _referrals_select(db: str) -> str:
     brand,
     toDate(occurred_at) AS day,
     ifNull(referrer_id, '') AS referrer_id,
-    uniqExactState(sipHash64(customer_id)) AS customers
+{ENTRY_STATES}
 FROM {db}.transitions
 WHERE to_stage = 'aware' AND ifNull(referrer_id, '') != ''
 GROUP BY brand, day, referrer_id"""
@@ -155,30 +179,30 @@ def _customer_state_columns(dialect: Dialect) -> list[tuple[str, str, str]]:
     return [
         ("brand", dialect.label(), "brand of the journey"),
         ("customer_id", "String", "the customer"),
-        ("stage", f"AggregateFunction(argMax, {STAGE_ENUM}, UInt32)", "current stage: to_stage of the highest seq"),
-        ("stage_since", f"AggregateFunction(argMax, {ts}, UInt32)", "occurred_at of that transition"),
-        ("first_seen", f"AggregateFunction(min, {ts})", "when the customer became aware (first transition)"),
-        ("stages_entered", "AggregateFunction(groupBitOr, UInt8)",
-         "bit n set when stage n was entered (aware = 1 ... advocate = 5)"),
-        *((f"{s}_at", f"AggregateFunction(minIf, {ts}, UInt8)", f"when {s} was entered (1970-01-01 when never)")
-          for s in LATER_STAGES),
-        *((f"ms_to_{s}", "AggregateFunction(maxIf, UInt64, UInt8)",
-           f"dwell_ms of the transition into {s}: time in the stage before (0 when never)") for s in LATER_STAGES),
+        *((f"{s}_seq", "AggregateFunction(maxIf, UInt32, UInt8)", f"highest seq of a row entering {s} (0: never)")
+          for s in STAGES),
+        *((f"{s}_withdrawn", "AggregateFunction(maxIf, UInt32, UInt8)",
+           f"highest seq of a retracted row entering {s}: live when {s}_seq is higher") for s in STAGES),
+        *((f"{s}_at", f"AggregateFunction(argMaxIf, {ts}, UInt32, UInt8)", f"occurred_at of that row entering {s}")
+          for s in STAGES),
+        *((f"ms_to_{s}", "AggregateFunction(argMaxIf, UInt64, UInt32, UInt8)",
+           f"dwell_ms of that row entering {s}: time in the stage before") for s in LATER_STAGES),
     ]
 
 
 def _customer_state_select(db: str) -> str:
-    entered = ",\n".join(f"    minIfState(occurred_at, to_stage = '{s}') AS {s}_at" for s in LATER_STAGES)
+    seqs = ",\n".join(f"    maxIfState(seq, to_stage = '{s}') AS {s}_seq" for s in STAGES)
+    withdrawn = ",\n".join(
+        f"    maxIfState(seq, to_stage = '{s}' AND retracted = 1) AS {s}_withdrawn" for s in STAGES)
+    entered = ",\n".join(f"    argMaxIfState(occurred_at, seq, to_stage = '{s}') AS {s}_at" for s in STAGES)
     dwell = ",\n".join(
-        f"    maxIfState(ifNull(dwell_ms, toUInt64(0)), to_stage = '{s}') AS ms_to_{s}" for s in LATER_STAGES
+        f"    argMaxIfState(ifNull(dwell_ms, toUInt64(0)), seq, to_stage = '{s}') AS ms_to_{s}" for s in LATER_STAGES
     )
     return f"""SELECT
     brand,
     customer_id,
-    argMaxState(to_stage, seq) AS stage,
-    argMaxState(occurred_at, seq) AS stage_since,
-    minState(occurred_at) AS first_seen,
-    groupBitOrState(toUInt8(bitShiftLeft(1, toUInt8(to_stage)))) AS stages_entered,
+{seqs},
+{withdrawn},
 {entered},
 {dwell}
 FROM {db}.transitions
@@ -197,41 +221,56 @@ ROLLUPS = (
 DERIVED_TABLES = tuple(rollup.name for rollup in ROLLUPS)
 
 
+def create_live_transitions(database: str) -> str:
+    """The rows that count: each (brand, customer_id, seq) once, retracted ones left out.
+
+    The table's version column is `retracted`, so FINAL keeps the retraction of a row whatever
+    the order the two arrived in (a re-sent original never revives it).
+    """
+    db = _db(database)
+    columns = ", ".join(c for c in TRANSITION_COLUMNS if c != "retracted")
+    return f"""
+CREATE VIEW IF NOT EXISTS {db}.live_transitions AS
+SELECT {columns}, ingested_at
+FROM {db}.transitions FINAL
+WHERE retracted = 0
+""".strip()
+
+
 def create_customer_current_stage_view(database: str) -> str:
     db = _db(database)
-    entered = ",\n".join(
-        f"    if(bitAnd(stages_entered, {STAGE_BIT[s]}) != 0, {s}_at_, NULL) AS {s}_at" for s in LATER_STAGES
-    )
-    merged = ",\n".join(f"        minIfMerge({s}_at) AS {s}_at_" for s in LATER_STAGES)
-    dwell = ",\n".join(f"        maxIfMerge(ms_to_{s}) AS ms_to_{s}_" for s in LATER_STAGES)
+    live = ",\n".join(f"        maxIfMerge({s}_seq) > maxIfMerge({s}_withdrawn) AS {s}_live" for s in STAGES)
+    times = ",\n".join(f"        argMaxIfMerge({s}_at) AS {s}_at_" for s in STAGES)
+    dwell = ",\n".join(f"        argMaxIfMerge(ms_to_{s}) AS ms_to_{s}_" for s in LATER_STAGES)
+    entered = ",\n".join(f"    if({s}_live, {s}_at_, NULL) AS {s}_at" for s in LATER_STAGES)
+    current = ", ".join(f"{s}_live, '{s}'" for s in reversed(STAGES))
+    since = ", ".join(f"{s}_live, {s}_at_" for s in reversed(LATER_STAGES))
+    bits = " + ".join(f"{s}_live * {STAGE_BIT[s]}" for s in STAGES)
     return f"""
 CREATE VIEW IF NOT EXISTS {db}.customer_current_stage AS
 SELECT
     brand,
     customer_id,
-    stage,
-    stage_since,
-    first_seen,
+    CAST(multiIf({current}, 'none') AS {STAGE_ENUM}) AS stage,
+    multiIf({since}, aware_at_) AS stage_since,
+    aware_at_ AS first_seen,
 {entered},
-    if(bitAnd(stages_entered, {STAGE_BIT['act']}) != 0,
-       ms_to_appeal_ + ms_to_ask_ + ms_to_act_, NULL) AS aware_to_act_ms,
-    if(bitAnd(stages_entered, {STAGE_BIT['act'] | STAGE_BIT['advocate']}) = {STAGE_BIT['act'] | STAGE_BIT['advocate']},
-       ms_to_advocate_, NULL) AS act_to_advocate_ms,
-    stages_entered
+    if(act_live, if(appeal_live, ms_to_appeal_, 0) + if(ask_live, ms_to_ask_, 0) + ms_to_act_, NULL)
+        AS aware_to_act_ms,
+    if(act_live AND advocate_live, ms_to_advocate_, NULL) AS act_to_advocate_ms,
+    toUInt8({bits}) AS stages_entered
 FROM
 (
     SELECT
         brand,
         customer_id,
-        argMaxMerge(stage) AS stage,
-        argMaxMerge(stage_since) AS stage_since,
-        minMerge(first_seen) AS first_seen,
-        groupBitOrMerge(stages_entered) AS stages_entered,
-{merged},
+{live},
+{times},
 {dwell}
     FROM {db}.customer_state
     GROUP BY brand, customer_id
 )
+WHERE aware_live
 """.strip()
 
 
@@ -252,6 +291,7 @@ def analytics_migrations(database: str, dialect: Dialect) -> list[str]:
     return [
         *(rollup.create_table(database, dialect) for rollup in ROLLUPS),
         *(rollup.create_view(database) for rollup in ROLLUPS),
+        create_live_transitions(database),
         create_stage_entries_view(database),
         create_customer_current_stage_view(database),
         *backfills(database),

@@ -2,7 +2,8 @@
 
 Rows are passed as data (the native driver's argument, an Arrow table for chDB), never as SQL
 text (values in SQL text hang on 18.16 and would be an injection risk). A re-sent batch changes nothing: the table replaces rows with
-the same (brand, customer_id, seq), and rows carry their own partition key (occurred_at).
+the same (brand, customer_id, seq), a retraction winning over the live row whatever the order,
+and rows carry their own partition key (occurred_at).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from clickhouse_driver import errors as ch_errors
 from schemas import Transition
 from sinks.clickhouse.backends import Backend, BackendURL, QueryError
 from sinks.clickhouse.placement import SINGLE_SERVER, Placement
-from sinks.clickhouse.tables import TRANSITION_COLUMNS, Dialect, migrations
+from sinks.clickhouse.tables import BEFORE_CORRECTIONS, TRANSITION_COLUMNS, Dialect, migrations, rebuild_for_corrections
 from sinks.contract import SinkUnavailable
 
 
@@ -34,6 +35,8 @@ def transition_row(t: Transition) -> tuple:
         t.influence,
         t.referrer_id,
         t.dwell_ms,
+        t.campaign,
+        int(t.retracted),
     )
 
 
@@ -48,17 +51,46 @@ def check_placement(url: BackendURL, placement: Placement) -> None:
                               f"not {url.scheme}: chDB is one embedded engine")
 
 
-def migrate(url: BackendURL, placement: Placement = SINGLE_SERVER) -> tuple[Dialect, list[str]]:
+class RebuildNeeded(Exception):
+    """The `transitions` table predates corrections: `journey migrate --rebuild` moves it."""
+
+
+def _predates_corrections(backend: Backend, database: str) -> bool:
+    columns = backend.query(f"SELECT name FROM system.columns WHERE database = '{database}' "
+                            "AND table = 'transitions'").rows
+    return bool(columns) and ("retracted",) not in {tuple(row) for row in columns}
+
+
+def migrate(url: BackendURL, rebuild: bool = False,
+            placement: Placement = SINGLE_SERVER) -> tuple[Dialect, list[str]]:
     """Create the database and tables if missing; returns the dialect and statements run.
 
-    On a cluster every statement goes `ON CLUSTER` (each server must be up: the distributed DDL
-    queue waits for all of them) and the backfills insert synchronously.
+    A `transitions` table of the layout before corrections is moved to the current one when
+    `rebuild` is set (tables.rebuild_for_corrections), and refused otherwise (RebuildNeeded).
+    On a cluster (`placement`) every statement goes `ON CLUSTER` (each server must be up: the
+    distributed DDL queue waits for all of them) and the backfills insert synchronously.
     """
     check_placement(url, placement)
     backend = url.open(with_database=False)
     try:
-        statements = migrations(url.database, backend.dialect, placement)
-        _check_engines(backend, url.database, statements)
+        statements = []
+        if _predates_corrections(backend, url.database):
+            if not rebuild:
+                raise RebuildNeeded(
+                    f"{url.database}.transitions was created before corrections (no `retracted` column, "
+                    "versioned by ingestion time), and a table engine cannot be altered: run `journey migrate "
+                    f"--rebuild` with the workers stopped. It copies the rows into a new table, keeps the old one "
+                    f"as {url.database}.{BEFORE_CORRECTIONS} and rebuilds the analysts' layer (README, "
+                    "'ClickHouse: the transitions table')")
+            if placement.cluster:
+                raise RebuildNeeded(
+                    f"{url.database}.transitions was created before corrections: rebuild it on its single server "
+                    "(`journey migrate --rebuild` without a cluster), then move it to the cluster as README "
+                    "\"Moving a single server to a cluster\" says")
+            statements += rebuild_for_corrections(url.database, backend.dialect)
+        rendered = migrations(url.database, backend.dialect, placement)
+        _check_engines(backend, url.database, rendered)
+        statements += rendered
         for statement in statements:
             backend.execute(statement, placement.insert_settings)
         return backend.dialect, statements

@@ -34,6 +34,8 @@ TRANSITION_COLUMNS = (
     "influence",
     "referrer_id",
     "dwell_ms",
+    "campaign",
+    "retracted",
 )
 
 
@@ -63,10 +65,10 @@ def create_database(database: str) -> str:
     return f"CREATE DATABASE IF NOT EXISTS {checked_identifier(database, 'database name')}"
 
 
-def create_transitions(database: str, dialect: Dialect) -> str:
+def create_transitions(database: str, dialect: Dialect, table: str = "transitions") -> str:
     db = checked_identifier(database, "database name")
     return f"""
-CREATE TABLE IF NOT EXISTS {db}.transitions
+CREATE TABLE IF NOT EXISTS {db}.{checked_identifier(table, 'table name')}
 (
     brand              {dialect.label()},            -- brand the customer journey belongs to ('default' when none)
     customer_id        String,                       -- the customer, as the producers identify them
@@ -81,12 +83,42 @@ CREATE TABLE IF NOT EXISTS {db}.transitions
     influence          {INFLUENCE_ENUM},             -- Kotler's O-zone: own, other (peers), outer (marketing)
     referrer_id        Nullable(String),             -- the advocate whose share brought this customer
     dwell_ms           Nullable(UInt64),             -- ms spent in from_stage (NULL for the first transition)
-    ingested_at        DateTime('UTC') DEFAULT now() -- when the sink wrote the row (the replacing version)
+    campaign           Nullable(String),             -- the triggering event's campaign (NULL when none)
+    retracted          UInt8,                        -- 1: withdraws the row with the same (brand, customer_id, seq)
+    ingested_at        DateTime('UTC') DEFAULT now() -- when the sink wrote the row
 )
-ENGINE = ReplacingMergeTree(ingested_at)
+ENGINE = ReplacingMergeTree(retracted)
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (brand, customer_id, seq)
 """.strip()
+
+
+#: Where `journey migrate --rebuild` leaves a table written before corrections (issue 13).
+BEFORE_CORRECTIONS = "transitions_before_corrections"
+
+
+def rebuild_for_corrections(database: str, dialect: Dialect) -> list[str]:
+    """Statements that move a `transitions` table of the previous layout to the current one.
+
+    Before corrections the table had no `campaign` and `retracted` and was versioned by
+    `ingested_at`; an engine cannot be altered, so: a new table, the rows copied (deduplicated,
+    all live), the analysts' layer dropped (its states changed shape), the names swapped. The
+    old table is kept as `transitions_before_corrections`; `migrations()` then rebuilds the
+    analysts' layer and backfills it from the new table.
+    """
+    from sinks.clickhouse.analytics import DERIVED_TABLES, VIEWS  # it builds on this module
+
+    db = checked_identifier(database, "database name")
+    old_columns = ", ".join(c for c in TRANSITION_COLUMNS if c not in ("campaign", "retracted"))
+    return [
+        f"DROP TABLE IF EXISTS {db}.transitions_next",
+        create_transitions(database, dialect, table="transitions_next"),
+        f"INSERT INTO {db}.transitions_next ({old_columns}, retracted, ingested_at)\n"
+        f"SELECT {old_columns}, 0, ingested_at FROM {db}.transitions FINAL",
+        *(f"DROP TABLE IF EXISTS {db}.{name}_mv" for name in DERIVED_TABLES),
+        *(f"DROP TABLE IF EXISTS {db}.{name}" for name in (*VIEWS, *DERIVED_TABLES)),
+        f"RENAME TABLE {db}.transitions TO {db}.{BEFORE_CORRECTIONS}, {db}.transitions_next TO {db}.transitions",
+    ]
 
 
 def migrations(database: str, dialect: Dialect, placement: Placement = SINGLE_SERVER) -> list[str]:

@@ -42,7 +42,7 @@ def test_up_produce_query_down(tmp_path: Path) -> None:
         deadline = time.monotonic() + 120
         stored = -1
         while time.monotonic() < deadline:
-            result = journey("sql", "SELECT count() AS n FROM journey.transitions FINAL", "--format", "csv",
+            result = journey("sql", "SELECT count() AS n FROM journey.live_transitions", "--format", "csv",
                              env=exported)
             if result.returncode == 0:
                 assert "Cannot lock" not in result.stderr  # through the worker, quietly

@@ -42,13 +42,15 @@ def test_the_demo_command_runs_the_pipeline_end_to_end(tmp_path: Path) -> None:
     assert aware >= 300  # every simulated customer (plus the referred ones) is aware
     assert re.search(r"PAR \(act/aware\)\s+0\.\d{3}", out)
     assert "where the data is" in out and str(tmp_path / "demo") in out
+    page = tmp_path / "demo" / "report.html"  # the demo wrote the HTML report and says where
+    assert f"the 5A report (HTML)  {page}" in out and page.read_text().startswith("<!DOCTYPE html>")
     assert re.search(r"done: all [\d,]+ transitions the replay predicts are in ClickHouse; [\d,]+ events at "
                      r"[\d,]+ events/s on average", out)
     assert "stopped the worker and the broker" in out  # it says it stopped what it started
     assert "deprecated" not in result.stderr.lower()  # the setup's install shows no packaging warnings
     # The data outlives the demo and is queryable with the one SQL command.
     url = f"chdb://{tmp_path / 'demo' / 'chdb'}?database=journey"
-    query = run(sys.executable, "-m", "journey.cli", "sql", "SELECT count() AS n FROM journey.transitions FINAL",
+    query = run(sys.executable, "-m", "journey.cli", "sql", "SELECT count() AS n FROM journey.live_transitions",
                 "--format", "csv", "--clickhouse-url", url)
     assert query.returncode == 0, query.stderr
     assert int(query.stdout.splitlines()[1]) > aware

@@ -120,10 +120,38 @@ def _quantiles(values: list[int]) -> list[int | None]:
     return [ordered[min(int(level * len(ordered)), len(ordered) - 1)] for level in LEVELS]
 
 
+def _second(t: Transition) -> str:
+    """Event time as the report prints it: UTC, to the second (what every server version stores)."""
+    return t.occurred_at.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0).isoformat() + "Z"
+
+
+def _weeks(in_period: list[Transition], since: date, until: date) -> list[tuple[str, int, bool]]:
+    """(monday, days covered, partial) of every week of the period cut to the data's first and last day."""
+    if not in_period:
+        return []
+    start, end = max(since, min(map(_day, in_period))), min(until, max(map(_day, in_period)) + timedelta(days=1))
+    days = Counter(_monday(start + timedelta(days=n)) for n in range((end - start).days))
+    return [(week, n, n < 7) for week, n in sorted(days.items())]
+
+
+def expected_span(transitions: Iterable[Transition], brand: str, since: date, until: date) -> dict[str, Any]:
+    in_period = [t for t in transitions if t.brand == brand and since <= _day(t) < until]
+    return {"first_event": min(map(_second, in_period), default=None),
+            "last_event": max(map(_second, in_period), default=None)}
+
+
 def expected_sections(transitions: Iterable[Transition], brand: str, since: date, until: date,
                       top: int = TOP) -> dict[str, Any]:
     mine = [t for t in transitions if t.brand == brand]
     in_period = [t for t in mine if since <= _day(t) < until]
+    moves: dict[tuple[str, str, str], list[Transition]] = defaultdict(list)
+    for t in in_period:
+        moves[(t.from_stage, t.to_stage, t.kind)].append(t)
+    order = ("none", *STAGES)
+    flows = [{"from_stage": a, "to_stage": b, "kind": kind, "customers": len({t.customer_id for t in ts}),
+              "first_at": min(map(_second, ts)), "last_at": max(map(_second, ts))}
+             for (a, b, kind), ts in sorted(moves.items(), key=lambda m: (order.index(m[0][0]), order.index(m[0][1])))]
+    weeks = _weeks(in_period, since, until)
     entered: dict[str, set[str]] = {s: set() for s in STAGES}
     weekly: dict[str, dict[str, set[str]]] = defaultdict(lambda: {s: set() for s in STAGES})
     zones: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -178,9 +206,11 @@ def expected_sections(transitions: Iterable[Transition], brand: str, since: date
     return {
         "stage_entries": [{"stage": s, "customers": counts[s]} for s in STAGES],
         "ratios": {"par": metrics.par, "bar": metrics.bar, **metrics.stage_ratios},
-        "path_shape": {"shape": metrics.shape, "bow_tie_distance": metrics.bow_tie_distance},
-        "stage_entries_weekly": [{"week": week, **{s: len(weekly[week][s]) for s in STAGES}}
-                                 for week in sorted(weekly)],
+        "path_shape": {"shape": metrics.shape if in_period else None, "bow_tie_distance": metrics.bow_tie_distance},
+        "flows": flows,
+        "stage_entries_weekly": [{"week": week, "days": days, "partial": partial,
+                                  **{s: len(weekly[week][s]) for s in STAGES}}  # weeks without entries: zeros
+                                 for week, days, partial in weeks],
         "influence_mix": influence,
         "channel_mix": channel_rows,
         "time_to_convert": convert,
@@ -189,10 +219,11 @@ def expected_sections(transitions: Iterable[Transition], brand: str, since: date
                            "referred_per_referrer": _ratio(len(referred), len(by_advocate))},
         "top_advocates": [{"advocate": a, "referred": n}
                           for a, n in sorted(by_advocate.items(), key=lambda item: (-item[1], item[0]))[:top]],
-        "cohorts_weekly": [{"cohort_week": week, "customers": c["customers"],
-                            **{s: c[s] for s in STAGES[1:]},
-                            "par": c["act"] / c["customers"], "bar": c["advocate"] / c["customers"]}
-                           for week, c in sorted(cohorts.items())],
+        "cohorts_weekly": [{"cohort_week": week, "days": days, "partial": partial,
+                            "customers": cohorts[week]["customers"], **{s: cohorts[week][s] for s in STAGES[1:]},
+                            "par": _ratio(cohorts[week]["act"], cohorts[week]["customers"]),
+                            "bar": _ratio(cohorts[week]["advocate"], cohorts[week]["customers"])}
+                           for week, days, partial in weeks],
         "current_stage": [{"stage": s, "customers": now[s]} for s in STAGES],
     }
 
@@ -208,7 +239,9 @@ def approx(value: Any) -> Any:
     return value
 
 
-def assert_report(report: dict[str, Any], expected: dict[str, Any]) -> None:
+def assert_report(report: dict[str, Any], expected: dict[str, Any], span: dict[str, Any] | None = None) -> None:
+    if span is not None:
+        assert {key: report[key] for key in span} == span
     assert list(report["sections"]) == list(expected)
     for name, section in expected.items():
         assert report["sections"][name] == approx(section), name
@@ -233,10 +266,13 @@ def test_every_report_number_matches_replay_despite_redelivery_and_merges(
 
     whole = expected_sections(transitions, "default", date(1970, 1, 1), date(2100, 1, 1))
     assert whole["stage_entries"][0]["customers"] > 20_000 and whole["referral_reach"]["referred"] > 0
-    assert_report(journey_report(url), whole)
+    assert {"skip", "forward"} == {move["kind"] for move in whole["flows"]}  # skips are moves of their own
+    assert any(week["partial"] for week in whole["stage_entries_weekly"])
+    assert_report(journey_report(url), whole, expected_span(transitions, "default", date(1970, 1, 1), date(2100, 1, 1)))
     period = expected_sections(transitions, "default", *PERIOD)
+    span = {**expected_span(transitions, "default", *PERIOD), "no_data": None}
     since, until = (d.isoformat() for d in PERIOD)
-    assert_report(journey_report(url, "--since", since, "--until", until), period)
+    assert_report(journey_report(url, "--since", since, "--until", until), period, span)
 
     def merge(backend: Backend) -> None:
         for table in DERIVED_TABLES:
@@ -244,7 +280,7 @@ def test_every_report_number_matches_replay_despite_redelivery_and_merges(
 
     with_backend(url, merge)
     assert with_backend(url, parts) == 1
-    assert_report(journey_report(url, "--since", since, "--until", until), period)
+    assert_report(journey_report(url, "--since", since, "--until", until), period, span)
 
     # the daily series for dashboards (not a report section) agrees with the same replay
     def daily(backend: Backend) -> list[dict[str, Any]]:
@@ -256,7 +292,28 @@ def test_every_report_number_matches_replay_despite_redelivery_and_merges(
     for t in transitions:
         if PERIOD[0] <= _day(t) < PERIOD[1]:
             per_day[_day(t).isoformat()][t.to_stage] += 1  # each customer enters a stage once
-    assert with_backend(url, daily) == [{"day": d, **{s: per_day[d][s] for s in STAGES}} for d in sorted(per_day)]
+    days = [(PERIOD[0] + timedelta(days=n)).isoformat() for n in range((PERIOD[1] - PERIOD[0]).days)]
+    assert set(per_day) == set(days)  # the generated data has entries every day (gaps: the test below)
+    assert with_backend(url, daily) == [{"day": d, **{s: per_day[d][s] for s in STAGES}} for d in days]
+
+
+def test_the_daily_series_has_a_row_of_zeros_for_each_day_without_entries(url: BackendURL) -> None:
+    monday = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
+    rows = [transition_row(_transition("g1", 1, "none", "aware", monday, brand="gaps")),
+            transition_row(_transition("g1", 2, "aware", "act", monday + timedelta(days=3), brand="gaps")),
+            transition_row(_transition("g2", 1, "none", "aware", monday + timedelta(days=3), brand="gaps"))]
+    insert(url, rows, resend=0)
+    sql = library_query("stage_entries_daily").sql(url.database)
+
+    def daily(params: dict[str, str]) -> list[tuple[Any, ...]]:
+        result = with_backend(url, lambda backend: backend.query(sql, {"brand": "gaps", **params}))
+        return [(str(row[0])[:10], *map(int, row[1:])) for row in result.rows]
+
+    all_data = {"since": "1970-01-01", "until": "2100-01-01"}
+    assert daily(all_data) == [("2026-03-02", 1, 0, 0, 0, 0), ("2026-03-03", 0, 0, 0, 0, 0),
+                               ("2026-03-04", 0, 0, 0, 0, 0), ("2026-03-05", 1, 0, 0, 1, 0)]
+    assert daily({"since": "2026-03-03", "until": "2026-03-05"}) == []  # no entries in the period: no rows
+    assert daily({"since": "2026-03-02", "until": "2026-03-04"}) == [("2026-03-02", 1, 0, 0, 0, 0)]
 
 
 def _transition(customer: str, seq: int, from_stage: str, to_stage: str, at: datetime, brand: str = "kotler",
@@ -306,9 +363,15 @@ def test_kotlers_worked_example(url: BackendURL) -> None:
     assert lines["commitment (act / ask)"] == "n/a"
     assert "█" * 40 in table  # the bar chart, aware the widest bar
 
-    empty = journey_report(url, "--brand", "nobody")["sections"]  # zero denominators everywhere: n/a, not an error
+    nobody = journey_report(url, "--brand", "nobody")  # zero denominators everywhere: n/a, not an error
+    assert nobody["no_data"] == "no data for brand nobody: the database has none; brands with data: kotler, other"
+    empty = nobody["sections"]
     assert set(empty["ratios"].values()) == {None}
-    assert empty["path_shape"] == {"shape": "funnel", "bow_tie_distance": None}
+    assert empty["path_shape"] == {"shape": None, "bow_tie_distance": None}  # no data has no shape
+    assert empty["flows"] == [] and empty["stage_entries_weekly"] == []
+    assert journey_report(url, "--brand", "kotler", "--since", "2026-04-01")["no_data"] == (
+        "no data for brand kotler in 2026-04-01 to the end (UTC days, until exclusive): its transitions run from "
+        "2026-03-02 to 2026-03-02 (UTC days)")
     assert empty["referral_reach"]["viral_coefficient"] is None
     assert [r["p50_ms"] for r in empty["time_to_convert"]] == [None, None]
 
@@ -430,3 +493,103 @@ def test_a_failed_connection_is_one_line(tmp_path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"journey sql: cannot reach ClickHouse at 127.0.0.1:{port} (NetworkError) — start clickhouse-server or set "
         "JOURNEY_CLICKHOUSE_URL"]
+
+
+# -- corrections: retracted rows never count (DESIGN.md §1b) ----------------------------------
+
+
+def _stream_rows(events: list, seed: int) -> list[Transition]:
+    """What the stream publishes when the events arrive shuffled: rows, retractions, corrected rows."""
+    from fivea import advance, customer_key
+
+    arrival = list(events)
+    random.Random(seed).shuffle(arrival)
+    states: dict = {}
+    out: list[Transition] = []
+    for event in arrival:
+        key = customer_key(event)
+        step = advance(states.get(key), event, Rules.default())
+        states[key] = step.state
+        out.extend(step.transitions)
+    return out
+
+
+def _live_rows(url: BackendURL) -> list[tuple]:
+    backend = url.open()
+    try:
+        fields = [c for c in TRANSITION_COLUMNS if c not in ("seq", "retracted")]
+        result = backend.query(f"SELECT {', '.join(fields)} FROM {url.database}.live_transitions")
+        return sorted(tuple(str(v) for v in row) for row in result.rows)
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("order", ["as published, originals re-sent after", "retractions first"])
+def test_retracted_rows_never_count_whatever_the_arrival_order(url: BackendURL, order: str) -> None:
+    """Live rows and every report section equal the replay's, whatever order rows and retractions land in."""
+    import dataclasses
+
+    events = [parse_event(to_jsonl(e)) for e in generate(800, seed=5)]
+    published = _stream_rows(events, seed=3)
+    retractions = [t for t in published if t.retracted]
+    assert len(retractions) > 200  # a shuffled arrival corrects a lot
+    if order == "retractions first":
+        batches = [retractions, [t for t in published if not t.retracted]]
+    else:
+        withdrawn = {t.key for t in retractions}
+        batches = [published, [t for t in published if not t.retracted and t.key in withdrawn]]
+    for batch in batches:
+        insert(url, [transition_row(t) for t in batch], batches=4)
+
+    name = url.database + "_replay"
+    target = url.target and dataclasses.replace(url.target, database=name)  # the server opens the target's
+    reference = dataclasses.replace(url, database=name, target=target)
+    migrate(reference)
+    replayed = list(replay(events, Rules.default()))
+    insert(reference, [transition_row(t) for t in replayed])
+    assert len(_live_rows(url)) == len(replayed)
+    assert _live_rows(url) == _live_rows(reference)
+    stream_report, replay_report = journey_report(url), journey_report(reference)
+    assert stream_report["sections"] == replay_report["sections"]
+    customers = len({(t.brand, t.customer_id) for t in replayed if t.brand == "default"})
+    assert stream_report["sections"]["stage_entries"][0]["customers"] == customers
+
+
+def _old_transitions_ddl(database: str, dialect) -> str:
+    """The table as `journey migrate` created it before corrections (issue 13)."""
+    ddl = create_transitions(database, dialect)
+    ddl = ddl.replace("ReplacingMergeTree(retracted)", "ReplacingMergeTree(ingested_at)")
+    return "\n".join(line for line in ddl.splitlines()
+                     if not line.lstrip().startswith(("campaign ", "retracted ")))
+
+
+def test_a_table_from_before_corrections_is_refused_then_rebuilt(blank_url: BackendURL) -> None:
+    events = [parse_event(to_jsonl(e)) for e in generate(300, seed=9)]
+    replayed = list(replay(events, Rules.default()))
+    old_columns = [c for c in TRANSITION_COLUMNS if c not in ("campaign", "retracted")]
+    backend = blank_url.open(with_database=False)
+    try:
+        backend.execute(create_database(blank_url.database))
+        backend.execute(_old_transitions_ddl(blank_url.database, backend.dialect))
+        rows = [transition_row(t)[:len(old_columns)] for t in replayed]
+        backend.insert("transitions", old_columns, rows)
+    finally:
+        backend.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEY_")}
+    env["JOURNEY_CLICKHOUSE_URL"] = str(blank_url)
+    refused = subprocess.run([sys.executable, "-m", "journey.cli", "migrate"], env=env, capture_output=True, text=True)
+    assert refused.returncode != 0 and "journey migrate --rebuild" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    for args in (["--rebuild"], []):  # the rebuild, then an ordinary migration: nothing left to do
+        done = subprocess.run([sys.executable, "-m", "journey.cli", "migrate", *args], env=env, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr
+    assert len(_live_rows(blank_url)) == len(replayed)
+    backend = blank_url.open()
+    try:
+        kept = backend.query(f"SELECT count() FROM {blank_url.database}.transitions_before_corrections").rows
+        assert int(kept[0][0]) == len(replayed)
+    finally:
+        backend.close()
+    customers = len({t.customer_id for t in replayed})
+    assert journey_report(blank_url)["sections"]["stage_entries"][0]["customers"] == customers

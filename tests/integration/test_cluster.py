@@ -169,7 +169,7 @@ def test_the_query_library_and_the_dashboards_answer_as_on_one_server(
     cluster = BackendURL.parse(clickhouse_cluster.url(database))
     placement = Placement(clickhouse_cluster.name)
     migrate(single)
-    migrate(cluster, placement)
+    migrate(cluster, placement=placement)
     for url, settings in ((single, {}), (cluster, placement.insert_settings)):
         backend = url.open()
         try:

@@ -11,7 +11,7 @@ from sinks.clickhouse.tables import TRANSITION_COLUMNS, Dialect, migrations
 pytestmark = pytest.mark.integration
 chdb_session = pytest.importorskip("chdb.session")
 
-ROW = "('default', 'c1', 1, 'none', 'aware', 'forward', '2026-01-01 00:00:00.123456', 'e1', 'clickstream', NULL, 'own', NULL, NULL)"
+ROW = "('default', 'c1', 1, 'none', 'aware', 'forward', '2026-01-01 00:00:00.123456', 'e1', 'clickstream', NULL, 'own', NULL, NULL, NULL, 0)"
 
 
 def test_migrations_run_twice_and_a_resent_row_counts_once(tmp_path: Path) -> None:

@@ -17,10 +17,8 @@ pytestmark = pytest.mark.integration
 
 def assert_stream_equals_replay(pipeline: Pipeline, events_file: Path) -> list[dict]:
     expected = pipeline.replay(events_file)
-    pipeline.wait_for_rows(len(expected))
-    precision = pipeline.precision_us()
-    stored = pipeline.stored_transitions()
-    assert normalise(stored, precision) == normalise(expected, precision)
+    stored = pipeline.wait_for_replay(expected)
+    assert stored == normalise(expected, pipeline.precision_us())
     return expected
 
 

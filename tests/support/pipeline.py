@@ -43,17 +43,23 @@ def _iso(value: datetime, precision_us: int) -> str:
     return value.replace(microsecond=micro).isoformat()
 
 
+#: What the promise of DESIGN.md §1b compares: every field of a live row but its seq.
+COMPARED_FIELDS = tuple(name for name in transition_fields() if name not in ("seq", "retracted"))
+
+
 def normalise(rows: Iterable[dict[str, Any]], precision_us: int) -> list[tuple]:
-    """Transitions as comparable tuples, at the precision the server stores."""
+    """Live transitions as comparable tuples (every field but seq), at the precision the server stores."""
     out = []
     for row in rows:
         row = dict(row)
+        if row.get("retracted"):
+            continue
         at = row["occurred_at"]
         if isinstance(at, str):
             at = datetime.fromisoformat(at.replace("Z", "+00:00"))
         row["occurred_at"] = _iso(at, precision_us)
-        out.append(tuple(row[name] for name in transition_fields()))
-    return sorted(out, key=lambda r: (r[0], r[1], r[2]))
+        out.append(tuple(row[name] for name in COMPARED_FIELDS))
+    return sorted(out, key=lambda r: tuple("" if v is None else str(v) for v in r))
 
 
 @dataclass
@@ -165,19 +171,39 @@ class Pipeline:
         )[0]["n"]
         if not int(exists):
             return 0
-        return int(self.query(f"SELECT count() AS n FROM {self.database}.transitions FINAL")[0]["n"])
+        return int(self.query(f"SELECT count() AS n FROM {self.database}.live_transitions")[0]["n"])
+
+    def _check_workers(self) -> None:
+        for proc in self.workers:
+            if proc.poll() not in (None, 0):
+                raise AssertionError(f"worker exited with {proc.returncode}: see {self.workdir}")
 
     def wait_for_rows(self, expected: int, timeout: float = 180) -> None:
+        """Until ClickHouse holds exactly `expected` live rows (corrections may pass through more)."""
         def done() -> bool:
-            for proc in self.workers:
-                if proc.poll() not in (None, 0):
-                    raise AssertionError(f"worker exited with {proc.returncode}: see {self.workdir}")
-            return self.stored_count() >= expected
+            self._check_workers()
+            return self.stored_count() == expected
 
-        wait_until(done, timeout, f"{expected} transitions in ClickHouse (have {self.stored_count()})")
+        wait_until(done, timeout, f"{expected} live transitions in ClickHouse (have {self.stored_count()})")
+
+    def wait_for_replay(self, expected: list[dict[str, Any]], timeout: float = 180) -> list[tuple]:
+        """Until the live rows equal `expected` (the replay's), or the deadline; returns them normalised.
+
+        The caller asserts equality afterwards, so a difference left at the deadline shows as a diff.
+        """
+        precision = self.precision_us()
+        wanted = normalise(expected, precision)
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_workers()
+            stored = normalise(self.stored_transitions(), precision)
+            if stored == wanted or time.monotonic() > deadline:
+                return stored
+            time.sleep(1.0)
 
     def stored_transitions(self) -> list[dict[str, Any]]:
-        return self.query(f"SELECT {', '.join(transition_fields())} FROM {self.database}.transitions FINAL")
+        """The live rows (`live_transitions`: retracted rows left out)."""
+        return self.query(f"SELECT {', '.join(COMPARED_FIELDS)} FROM {self.database}.live_transitions")
 
     def precision_us(self) -> int:
         version = self.query("SELECT version() AS v")[0]["v"]

@@ -133,3 +133,22 @@ def raw_event(**fields: object) -> bytes:
     }
     base.update(fields)
     return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
+
+
+def live(transitions: Iterable[Transition]) -> list[tuple]:
+    """The rows left once retractions are applied, every field but seq, in chain order.
+
+    What ClickHouse's `live_transitions` holds, and what the promise of DESIGN.md §1b compares
+    with the replay.
+    """
+    rows: dict[tuple, Transition] = {}
+    withdrawn: set[tuple] = set()
+    for t in transitions:
+        if t.retracted:
+            withdrawn.add(t.key)  # the table's version: a retraction wins whatever the order
+        else:
+            assert rows.setdefault(t.key, t) == t, f"seq {t.key} published twice with different rows"
+    rows = {key: t for key, t in rows.items() if key not in withdrawn}
+    ordered = sorted(rows.values(), key=lambda t: (t.brand, t.customer_id, t.occurred_at, t.trigger_event_id,
+                                                   t.to_stage))
+    return [tuple(v for k, v in t.model_dump().items() if k != "seq") for t in ordered]

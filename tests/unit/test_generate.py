@@ -272,3 +272,44 @@ def test_cli_refuses_bad_values(flags, message, capsys):
 def test_events_are_valid_json_objects():
     for line in generate_lines(30, seed=5):
         assert isinstance(orjson.loads(line.raw), dict)
+
+
+def test_a_lag_delivers_one_type_behind_the_others_and_keeps_every_line():
+    from journey.generate import Simulation, lagged
+
+    lines = list(Simulation(300, seed=3).lines())
+    delivered = list(lagged(lines, {"purchase": 0.5}, rate=100))  # 50 lines behind
+    assert sorted(delivered) == sorted(lines)
+    position = {line: i for i, line in enumerate(delivered)}
+    for i, line in enumerate(lines):
+        if line.type == "purchase":  # behind the 49 lines after it (or at the end)
+            later = [other for other in lines[i + 1:i + 50] if other.type != "purchase"]
+            assert all(position[other] < position[line] for other in later)
+        else:
+            assert position[line] <= i  # others only move up
+    assert list(lagged(lines, {}, rate=100)) == lines
+
+
+def test_buyers_who_browse_after_buying_make_the_stream_correct():
+    """Delivered with purchases behind, browsing after a purchase gives corrections; the replay is unchanged."""
+    from dataclasses import replace
+
+    from fivea import Rules, advance, customer_key, replay
+    from journey.generate import PRESETS, Simulation, lagged
+    from schemas import parse_event
+
+    sim = Simulation(400, seed=4, profile=replace(PRESETS["funnel"], browse_after_purchase=0.8))
+    lines = list(sim.lines())
+    events = [parse_event(line.raw) for line in lines]
+    browsing = [e for e in events if e.type == "clickstream" and e.session_id is None]
+    assert browsing  # the post-purchase clicks (no session, after a completed purchase)
+    states, corrected = {}, 0
+    for line in lagged(lines, {"purchase": 5}, rate=100):
+        event = parse_event(line.raw)
+        step = advance(states.get(customer_key(event)), event, Rules.default())
+        states[customer_key(event)] = step.state
+        corrected += step.corrected
+    assert corrected > 0
+    without = [e for e in events if e not in browsing]
+    key = lambda t: (t.customer_id, t.seq)  # noqa: E731
+    assert sorted(replay(events, Rules.default()), key=key) == sorted(replay(without, Rules.default()), key=key)

@@ -11,7 +11,8 @@ from fivea import replay
 from fivea.merge import Link, chain_rows, event_links, journey_of, merge
 from fivea.path import event_time_us
 from fivea.stages import Stage
-from tests.unit.builders import RULES, click, minute, purchase, share
+from fivea import advance
+from tests.unit.builders import RULES, click, live, minute, purchase, run, share
 
 ACTIONS = ["page_view", "product_view", "like", "search", "compare", "add_to_cart"]
 
@@ -103,3 +104,92 @@ def test_merging_is_commutative_associative_and_idempotent(x, y, z):
     assert merge(merge(a, b), c) == merge(a, merge(b, c)) == merge(a, b, c)
     assert merge(a, a) == a and merge(merge(a, b), b) == merge(a, b)
     assert len(merge(a, b, c)) <= 5
+
+
+# -- the stream's way: events applied through `advance` in any arrival order -------------------------
+
+
+@settings(max_examples=400, deadline=None)
+@given(events_strategy, st.randoms(use_true_random=False))
+def test_any_arrival_order_ends_with_the_replays_live_rows(events, rnd):
+    """DESIGN.md §1b's promise on one customer: live rows == the replay, every field but seq."""
+    arrival = list(events)
+    rnd.shuffle(arrival)
+    emitted = run(arrival)
+    assert live(emitted) == live(replay(events, RULES))
+
+
+@settings(max_examples=200, deadline=None)
+@given(events_strategy, st.randoms(use_true_random=False))
+def test_every_retraction_names_a_live_row_and_seqs_are_never_reused(events, rnd):
+    arrival = list(events)
+    rnd.shuffle(arrival)
+    published: dict[int, object] = {}
+    withdrawn: set[int] = set()
+    for t in run(arrival):
+        if t.retracted:
+            assert t.seq in published and t.seq not in withdrawn
+            assert {**published[t.seq].model_dump(), "retracted": True} == t.model_dump()  # the row as published
+            withdrawn.add(t.seq)
+        else:
+            assert t.seq not in published
+            published[t.seq] = t
+
+
+@settings(max_examples=200, deadline=None)
+@given(events_strategy, st.randoms(use_true_random=False), st.data())
+def test_redelivery_in_any_order_changes_nothing_more(events, rnd, data):
+    """Events applied again (beyond the id window too) after the journey is complete: no output."""
+    from fivea import CustomerState
+
+    state = None
+    for event in events:
+        state = advance(state, event, RULES).state
+    again = data.draw(st.lists(st.sampled_from(events), max_size=8))
+    forgetful = state._replace(recent=())  # as if the ids had left the window
+    for event in again:
+        step = advance(forgetful, event, RULES)
+        assert step.transitions == [] and step.state.journey == state.journey
+        forgetful = step.state._replace(recent=())
+    assert isinstance(state, CustomerState)
+
+
+@settings(max_examples=400, deadline=None)
+@given(events_strategy, st.randoms(use_true_random=False), st.data())
+def test_a_crash_between_rows_and_state_ends_as_the_replay(events, rnd, data):
+    """Kill -9 after a lost attempt published rows its state never recorded (streams/path_service.py).
+
+    The first attempt applies the events in one arrival order; its state is kept only up to
+    event `landed` but its rows up to event `published` reached the log. The next owner
+    reconciles the state with the log's tail (from an earlier batch start `tail_from`), then
+    gets every event from `landed` on again, in another order. The table's live rows (log
+    order, retraction wins) must equal the replay.
+    """
+    from fivea import reconcile
+
+    first = list(events)
+    rnd.shuffle(first)
+    landed = data.draw(st.integers(0, len(first)))
+    published_upto = data.draw(st.integers(landed, len(first)))
+    tail_from = data.draw(st.integers(0, landed))
+    memory, state, log, tail_start = None, None, [], 0
+    for i, event in enumerate(first[:published_upto]):
+        if i == tail_from:
+            tail_start = len(log)
+        step = advance(memory, event, RULES)
+        memory = step.state
+        log.extend(step.transitions)
+        if i < landed:
+            state = memory
+    if tail_from >= published_upto:
+        tail_start = len(log)
+    state, fixes = reconcile(state, log[tail_start:])
+    log.extend(fixes)
+    again = first[landed:]
+    rnd.shuffle(again)
+    for event in again:
+        step = advance(state, event, RULES)
+        state = step.state
+        log.extend(step.transitions)
+    assert live(log) == live(replay(events, RULES))
+    assert reconcile(state, log[tail_start:])[1] == []  # idempotent: nothing left to fix

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.builders import RULES, T0, click, minute, moves, purchase, run, second, share
+from tests.unit.builders import live, RULES, T0, click, minute, moves, purchase, run, second, share
 from fivea import RECENT_IDS, CustomerState, Stage, advance
 from schemas import Transition
 
@@ -257,20 +257,51 @@ def test_dwell_counts_whole_milliseconds():
 # --- event-time order and late events ------------------------------------------------------------
 
 
+def replay_of(events):
+    from fivea import replay
+
+    return list(replay(events, RULES))
+
+
+
 def test_in_order_events_are_not_late():
     state = None
     for event in [click("c", "page_view", at=minute(0)), click("c", "search", at=minute(1))]:
-        state, _, duplicate, late = advance(state, event, RULES)
-        assert not late and not duplicate
+        step = advance(state, event, RULES)
+        state = step.state
+        assert not step.late and not step.duplicate and not step.corrected
 
 
-def test_event_older_than_the_last_applied_is_late_and_dwell_never_negative():
-    state = advance(None, click("c", "page_view", at=minute(10)), RULES).state
-    step = advance(state, click("c", "product_view", at=minute(4)), RULES)
-    assert step.late
-    assert moves(step.transitions) == [("aware", "appeal", "forward")]
-    assert step.transitions[0].dwell_ms == 0
-    assert step.transitions[0].occurred_at == minute(4)
+def test_a_late_event_is_merged_into_the_journey():
+    """A product view made before the first contact seen: it becomes the first contact (DESIGN.md §1b)."""
+    state = advance(None, click("c", "page_view", at=minute(10), id="k10"), RULES).state
+    step = advance(state, click("c", "product_view", at=minute(4), id="k4"), RULES)
+    assert step.late and step.corrected and step.retracted == 1
+    assert [(t.seq, t.retracted, t.from_stage, t.to_stage, t.trigger_event_id) for t in step.transitions] == [
+        (1, True, "none", "aware", "k10"), (2, False, "none", "aware", "k4"), (3, False, "aware", "appeal", "k4")]
+    assert step.transitions[2].dwell_ms == 0 and step.transitions[2].occurred_at == minute(4)
+    assert [(e.seq, e.stage) for e in step.state.journey] == [(2, Stage.AWARE), (3, Stage.APPEAL)]
+
+
+def test_a_late_event_that_changes_no_row_emits_nothing():
+    state = advance(None, click("c", "page_view", at=minute(1)), RULES).state
+    state = advance(state, click("c", "search", at=minute(10)), RULES).state
+    step = advance(state, click("c", "page_view", at=minute(5)), RULES)
+    assert step.late and not step.corrected and step.transitions == []
+
+
+def test_a_late_event_inserted_mid_chain_corrects_only_the_next_row():
+    """A row whose from_stage and dwell are unchanged keeps its seq; the one after the new entry is redone."""
+    state = None
+    for event in [click("c", "page_view", at=minute(0), id="a"), click("c", "search", at=minute(10), id="s"),
+                  purchase("c", at=minute(20), id="p")]:
+        state = advance(state, event, RULES).state
+    step = advance(state, click("c", "product_view", at=minute(5), id="v"), RULES)
+    assert [(t.seq, t.retracted, t.from_stage, t.to_stage, t.dwell_ms) for t in step.transitions] == [
+        (2, True, "aware", "ask", 600_000), (4, False, "aware", "appeal", 300_000),
+        (5, False, "appeal", "ask", 300_000)]
+    assert [(e.seq, e.stage) for e in step.state.journey] == [
+        (1, Stage.AWARE), (4, Stage.APPEAL), (5, Stage.ASK), (3, Stage.ACT)]
 
 
 def test_late_event_does_not_move_the_late_watermark_back():
@@ -286,13 +317,17 @@ def test_same_time_smaller_event_id_is_late():
     assert not advance(state, click("c", "page_view", at=minute(1), id="c"), RULES).late
 
 
-def test_a_late_non_moving_event_emits_nothing():
-    state = advance(None, click("c", "search", at=minute(10)), RULES).state
-    step = advance(state, click("c", "product_view", at=minute(1)), RULES)
-    assert step.late and step.transitions == []
+def test_a_late_event_above_the_current_stage_supersedes_later_rows():
+    """The issue's example: a click made after the purchase but delivered before it."""
+    state = advance(None, click("c", "product_view", at=minute(5), id="k"), RULES).state
+    step = advance(state, purchase("c", at=minute(1), id="p"), RULES)
+    assert [(t.seq, t.retracted, t.from_stage, t.to_stage) for t in step.transitions] == [
+        (1, True, "none", "aware"), (2, True, "aware", "appeal"), (3, False, "none", "aware"), (4, False, "aware", "act")]
+    assert live(step.transitions) == live(replay_of([click("c", "product_view", at=minute(5), id="k"),
+                                                    purchase("c", at=minute(1), id="p")]))
 
 
-def test_late_events_give_no_negative_dwell_anywhere():
+def test_late_events_end_as_the_replay():
     arrival = [
         click("c", "page_view", at=minute(30)),
         click("c", "product_view", at=minute(20)),
@@ -301,9 +336,10 @@ def test_late_events_give_no_negative_dwell_anywhere():
         share("c", at=minute(40)),
     ]
     transitions = run(arrival)
-    assert [t.to_stage for t in transitions] == ["aware", "appeal", "ask", "act", "advocate"]
     assert all(t.dwell_ms is None or t.dwell_ms >= 0 for t in transitions)
-    assert transitions[-1].dwell_ms == 40 * 60_000  # act was entered (in event time) at minute 0
+    assert live(transitions) == live(replay_of(arrival))
+    assert [t.to_stage for t in replay_of(arrival)] == ["aware", "act", "advocate"]
+    assert replay_of(arrival)[-1].dwell_ms == 40 * 60_000  # act was entered (in event time) at minute 0
 
 
 def test_first_event_is_never_late():

@@ -107,6 +107,7 @@ def test_events_are_frozen():
 SECTION_3_FIELDS = [
     "brand", "customer_id", "seq", "from_stage", "to_stage", "kind", "occurred_at",
     "trigger_event_id", "trigger_event_type", "channel", "influence", "referrer_id", "dwell_ms",
+    "campaign", "retracted",  # the analysts' breakdowns (§3) and corrections (§1b)
 ]
 
 
@@ -115,7 +116,7 @@ def transition(**overrides) -> dict:
         "brand": "default", "customer_id": "c1", "seq": 1, "from_stage": "none", "to_stage": "aware",
         "kind": "forward", "occurred_at": "2024-03-01T12:00:00Z", "trigger_event_id": "e1",
         "trigger_event_type": "clickstream", "channel": None, "influence": "own",
-        "referrer_id": None, "dwell_ms": None,
+        "referrer_id": None, "dwell_ms": None, "campaign": None, "retracted": False,
     }
     return {**record, **overrides}
 
@@ -171,7 +172,8 @@ def test_a_trusted_transition_is_the_validated_one() -> None:
 
     values = dict(brand="b", customer_id="c", seq=2, from_stage="aware", to_stage="act", kind="skip",
                   occurred_at=datetime(2026, 1, 1, tzinfo=timezone.utc), trigger_event_id="e",
-                  trigger_event_type="purchase", channel=None, influence="own", referrer_id=None, dwell_ms=5)
+                  trigger_event_type="purchase", channel=None, influence="own", referrer_id=None, dwell_ms=5,
+                  campaign=None, retracted=False)
     trusted, validated = Transition.trusted(**values), Transition(**values)
     assert trusted == validated and hash(trusted) == hash(validated)
     assert trusted.model_dump_json() == validated.model_dump_json()

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fivea import RECENT_IDS, CustomerState, Stage, advance, event_id_digest
+from fivea.merge import Entry, Trigger
 from streams.path_processor import PathProcessor
 from streams.state_codec import decode_state, encode_state, state_key
 from tests.unit.builders import RULES, click, minute, moves, purchase, run, share
@@ -28,9 +29,12 @@ def state_after(*events) -> CustomerState:
         CustomerState(),
         state_after(click("c", "page_view", at=minute(1))),
         state_after(click("c", "page_view", at=minute(9)), purchase("c", at=minute(3)), share("c", at=minute(4))),
-        CustomerState(Stage.ASK, entered_us=-5, seq=3, last_us=2**62, last_id="Zoë-李", recent=(2**64 - 1, 0)),
+        CustomerState((Entry(-5, "Zoë-李", Stage.AWARE, 1, Trigger("share", None, "other", "r-ü", None)),
+                       Entry(2**62, "", Stage.ASK, 2**32 - 1, Trigger("purchase", "ç" * 300, "outer", None, "c"))),
+                      seq=2**32 - 1, last_us=2**62, last_id="Zoë-李", recent=(2**64 - 1, 0)),
+        CustomerState((Entry(7, "", Stage.APPEAL, 2, None),), seq=2, last_us=9, last_id="x"),
     ],
-    ids=["fresh", "aware", "after late events", "extremes"],
+    ids=["fresh", "aware", "after late events", "extremes", "legacy entry"],
 )
 def test_state_round_trip(state):
     raw = encode_state(state)
@@ -53,18 +57,22 @@ def test_state_round_trip_with_many_ids():
 def test_a_state_is_bounded_whatever_the_history(events):
     state = state_after(*(click("c", "page_view", at=minute(i % 50), id=f"event-{i:08d}") for i in range(events)))
     assert len(state.recent) == min(events, RECENT_IDS)
-    assert len(encode_state(state)) <= 24 + len("event-00000000") + 8 * RECENT_IDS
+    assert len(encode_state(state)) <= 20 + len("event-00000000") + 8 * RECENT_IDS + 5 * (15 + 8 + len("event-00000000"))
 
 
 def test_a_state_of_the_previous_format_is_read():
-    """Format 1 kept every digest, sorted: read with RECENT_IDS of them, written back as format 2."""
+    """Format 1 kept every digest, sorted: read with RECENT_IDS of them, written back as format 3.
+
+    The stage, its entry time and the last seq stand for the last published row (a legacy entry)."""
     digests = sorted(event_id_digest(f"id-{i}") for i in range(100))
     last_id = b"id-99"
     raw = struct.pack("<BBqIqH", 1, int(Stage.APPEAL), 7, 2, 9, len(last_id)) + last_id + struct.pack("<100Q", *digests)
     state = decode_state(raw)
     assert (state.stage, state.entered_us, state.seq, state.last_us, state.last_id) == (Stage.APPEAL, 7, 2, 9, "id-99")
     assert state.recent == tuple(digests[-RECENT_IDS:])
-    assert encode_state(state)[0] == 2
+    assert state.journey == (Entry(7, "", Stage.APPEAL, 2, None),) and state.legacy
+    assert encode_state(state)[0] == 3
+    assert decode_state(encode_state(state)) == state
 
 
 def test_no_bytes_means_no_state():
@@ -73,7 +81,8 @@ def test_no_bytes_means_no_state():
 
 def test_a_one_event_customer_is_small():
     state = state_after(click("c0001234", "page_view", at=minute(1), id="e000009284-0e6bafb8"))
-    assert len(encode_state(state)) == 24 + len("e000009284-0e6bafb8") + 8
+    # head 15 + last id + count 1 + entry 15 + "same as last id" 2 + three null labels 6 + one digest 8
+    assert len(encode_state(state)) == 15 + 19 + 1 + 15 + 2 + 6 + 8  # the entry's event id is the last id: not repeated
 
 
 def test_an_unknown_format_is_refused_by_name():

@@ -13,7 +13,7 @@ SELECT
     sumIf(n, stage = 'advocate') AS advocate
 FROM
 (
-    SELECT channel, stage, uniqExactMerge(customers) AS n
+    SELECT channel, stage, uniqExactMerge(entries) - uniqExactMerge(retractions) AS n
     FROM journey.stage_entries_daily
     WHERE brand = {brand:String}
       AND day >= {since:Date} AND day < {until:Date}

@@ -17,7 +17,7 @@ SELECT
     if(customers = 0, NULL, outer / customers) AS outer_share
 FROM
 (
-    SELECT stage, influence, uniqExactMerge(customers) AS n
+    SELECT stage, influence, uniqExactMerge(entries) - uniqExactMerge(retractions) AS n
     FROM journey.stage_entries_daily
     WHERE brand = {brand:String}
       AND day >= {since:Date} AND day < {until:Date}

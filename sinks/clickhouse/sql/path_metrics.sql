@@ -44,7 +44,7 @@ FROM
         sumIf(n, stage = 'advocate') AS advocate
     FROM
     (
-        SELECT stage, uniqExactMerge(customers) AS n
+        SELECT stage, uniqExactMerge(entries) - uniqExactMerge(retractions) AS n
         FROM journey.stage_entries_daily
         WHERE brand = {brand:String}
           AND day >= {since:Date} AND day < {until:Date}

@@ -16,11 +16,14 @@ SELECT
 FROM
 (
     SELECT
-        (SELECT uniqExactMerge(customers) FROM journey.referrals_daily
+        (SELECT uniqExactMerge(entries) - uniqExactMerge(retractions) FROM journey.referrals_daily
          WHERE brand = {brand:String} AND day >= {since:Date} AND day < {until:Date}) AS referred,
-        (SELECT uniqExact(referrer_id) FROM journey.referrals_daily
-         WHERE brand = {brand:String} AND day >= {since:Date} AND day < {until:Date}) AS referring_advocates,
-        (SELECT uniqExactMerge(customers) FROM journey.stage_entries_daily
+        (SELECT count() FROM
+            (SELECT referrer_id FROM journey.referrals_daily
+             WHERE brand = {brand:String} AND day >= {since:Date} AND day < {until:Date}
+             GROUP BY referrer_id
+             HAVING uniqExactMerge(entries) > uniqExactMerge(retractions))) AS referring_advocates,
+        (SELECT uniqExactMerge(entries) - uniqExactMerge(retractions) FROM journey.stage_entries_daily
          WHERE brand = {brand:String} AND day >= {since:Date} AND day < {until:Date}
            AND stage = 'advocate') AS advocates
 )

@@ -13,7 +13,7 @@ SELECT
     sumIf(n, stage = 'advocate') AS advocate
 FROM
 (
-    SELECT toMonday(day) AS week, stage, uniqExactMerge(customers) AS n
+    SELECT toMonday(day) AS week, stage, uniqExactMerge(entries) - uniqExactMerge(retractions) AS n
     FROM journey.stage_entries_daily
     WHERE brand = {brand:String}
       AND day >= {since:Date} AND day < {until:Date}

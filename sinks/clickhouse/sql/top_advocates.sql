@@ -6,10 +6,11 @@
 -- server: any (tested on ClickHouse 18.16 and 26.9)
 SELECT
     referrer_id AS advocate,
-    uniqExactMerge(customers) AS referred
+    uniqExactMerge(entries) - uniqExactMerge(retractions) AS referred
 FROM journey.referrals_daily
 WHERE brand = {brand:String}
   AND day >= {since:Date} AND day < {until:Date}
 GROUP BY referrer_id
+HAVING referred > 0
 ORDER BY referred DESC, advocate
 LIMIT {limit:UInt32}
