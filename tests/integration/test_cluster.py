@@ -147,6 +147,30 @@ def _answers(url: Any, queries: dict[str, tuple[str, dict[str, Any]]]) -> dict[s
     return out
 
 
+def test_late_purchases_are_corrected_on_the_cluster(
+        cluster_pipeline: Pipeline, clickhouse_cluster: LocalCluster, tmp_path: Path) -> None:
+    """Corrections (issue 13) through the cluster: the clicks arrive first, the purchases and
+    shares after them, so the worker publishes journeys it must then retract and correct. Each
+    retraction lands on its row's shard; the live rows equal the replay."""
+    from journey.generate import PathProfile, generate, to_jsonl
+
+    pipeline = cluster_pipeline
+    lines = [to_jsonl(e) for e in generate(500, seed=337, profile=PathProfile(browse_after_purchase=0.6))]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(lines))
+    clicks, late = tmp_path / "clicks.jsonl", tmp_path / "late.jsonl"
+    clicks.write_bytes(b"".join(line for line in lines if b'"clickstream"' in line))
+    late.write_bytes(b"".join(line for line in lines if b'"clickstream"' not in line))
+    pipeline.journey("produce", str(clicks))
+    pipeline.start_worker(**SMALL_BATCHES)
+    pipeline.wait_for_rows(len(pipeline.replay(clicks)))
+    pipeline.journey("produce", str(late))
+    assert_equals_replay(pipeline, events)
+    retracted = pipeline.query(f"SELECT count() AS n FROM {pipeline.database}.transitions WHERE retracted = 1")
+    assert int(retracted[0]["n"]) > 0, "no correction happened: the test proves nothing"
+    assert_replicas_agree_and_customers_stay_on_one_shard(clickhouse_cluster, pipeline.database)
+
+
 def test_the_query_library_and_the_dashboards_answer_as_on_one_server(
         clickhouse, clickhouse_cluster: LocalCluster, tmp_path: Path) -> None:
     """The same transitions on one 18.16 server and on the cluster: every query-library file
