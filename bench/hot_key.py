@@ -26,10 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from bench.throughput import (
-    cpu_seconds, describe_machine, describe_versions, machine_section, per, run_produce, say, wait_ready,
-)
-from journey.local import free_port, start_broker, start_clickhouse
+from bench.throughput import cpu_seconds, machine_section, per, run_with_services, say, worker_on_fresh_topics
 from tests.support.kafka_read import largest_record
 from tests.support.pipeline import Pipeline, scrape
 
@@ -97,16 +94,8 @@ def largest_state(pipeline: Pipeline) -> int:
 
 
 def measure_worker(case: Case, path: Path, broker, clickhouse, workdir: Path) -> None:
-    pipeline = Pipeline(broker, clickhouse, workdir / case.name, partitions=8)
-    pipeline.workdir.mkdir(parents=True, exist_ok=True)
-    pipeline.setup()
-    run_produce(pipeline, path)
-    port = free_port()
-    proc = pipeline.spawn_worker(port)
-    pipeline.workers.append(proc)
+    pipeline, proc, port, ready, cpu_at_ready = worker_on_fresh_topics(broker, clickhouse, workdir / case.name, path)
     try:
-        wait_ready(port, proc)
-        ready, cpu_at_ready = time.monotonic(), cpu_seconds(proc.pid)
         while (done := applied(port)) < case.events:
             if proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {proc.returncode}")
@@ -174,25 +163,16 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="journey-hot-key-"))
     cases = [Case("one customer", 1, args.events), Case("many customers", args.customers, args.events)]
-    broker = start_broker(workdir / "tansu")
-    clickhouse = start_clickhouse(workdir / "clickhouse")
-    try:
+
+    def measure(broker, clickhouse) -> None:
         for case in cases:
             say(f"{case.name}: writing {case.events:,} events")
             path = workdir / f"{case.customers}.jsonl"
             write_input(path, case.events, case.customers)
             measure_core(case, path)
             measure_worker(case, path, broker, clickhouse, workdir)
-        probe = Pipeline(broker, clickhouse, workdir / "probe")
-        probe.workdir.mkdir(parents=True, exist_ok=True)
-        probe.setup()
-        text = render(cases, args, describe_machine(), describe_versions(probe, broker))
-    finally:
-        broker.stop()
-        clickhouse.stop()
-    RESULTS.write_text(text)
-    print(text)
-    return 0
+
+    return run_with_services(workdir, RESULTS, measure, lambda machine, versions: render(cases, args, machine, versions))
 
 
 if __name__ == "__main__":

@@ -852,6 +852,43 @@ def machine_section(machine: dict[str, str], versions: dict[str, str], extra: li
     ]
 
 
+def worker_on_fresh_topics(broker: LocalService, clickhouse: LocalService, workdir: Path, events_file: Path
+                           ) -> tuple[Pipeline, subprocess.Popen, int, float, float]:
+    """The small benches' worker run: fresh topics and database (8 partitions), the file produced,
+    one worker started and waited for: (pipeline, process, metrics port, ready time, its CPU then)."""
+    from journey.local import free_port
+
+    pipeline = Pipeline(broker, clickhouse, workdir, partitions=8)
+    pipeline.workdir.mkdir(parents=True, exist_ok=True)
+    pipeline.setup()
+    run_produce(pipeline, events_file)
+    port = free_port()
+    proc = pipeline.spawn_worker(port)
+    pipeline.workers.append(proc)
+    wait_ready(port, proc)
+    return pipeline, proc, port, time.monotonic(), cpu_seconds(proc.pid)
+
+
+def run_with_services(workdir: Path, results: Path, measure: Any, render_text: Any) -> int:
+    """The small benches' frame: a broker and a clickhouse-server of their own, `measure(broker,
+    clickhouse)`, then `render_text(machine, versions)` written to `results` and printed; the
+    services are stopped whatever happens."""
+    broker = start_broker(workdir / "tansu")
+    clickhouse = start_clickhouse(workdir / "clickhouse")
+    try:
+        measure(broker, clickhouse)
+        probe = Pipeline(broker, clickhouse, workdir / "probe")
+        probe.workdir.mkdir(parents=True, exist_ok=True)
+        probe.setup()
+        text = render_text(describe_machine(), describe_versions(probe, broker))
+    finally:
+        broker.stop()
+        clickhouse.stop()
+    results.write_text(text)
+    print(text)
+    return 0
+
+
 def _opt(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f} s"
 

@@ -54,6 +54,10 @@ class CustomerState(NamedTuple):
     last_us: int = -1  # latest (time, id) applied: decides "late"
     last_id: str = ""
     recent: tuple[int, ...] = ()  # event_id digests of the last RECENT_IDS events applied, oldest first
+    # An anonymous person only (fivea/identity.py): the customer its id was linked to, and the link's (time, id).
+    linked_to: str = ""
+    link_us: int = 0
+    link_id: str = ""
 
     @property
     def stage(self) -> Stage:
@@ -102,8 +106,8 @@ def publish(row: Row, brand: str, customer_id: str, retracted: bool = False, occ
     )
 
 
-def advance(state: CustomerState | None, event: AnyEvent, rules: Rules) -> Step:
-    """Apply one event to one customer's state."""
+def advance(state: CustomerState | None, event: AnyEvent, rules: Rules, person: str | None = None) -> Step:
+    """Apply one event to one person's state (`person`: their id; default: the event's own, `event.person`)."""
     if state is None:
         state = CustomerState()
     digest = event_id_digest(event.event_id)
@@ -117,21 +121,24 @@ def advance(state: CustomerState | None, event: AnyEvent, rules: Rules) -> Step:
     newest_us, newest_id = max((state.last_us, state.last_id), at)
     recent = (*state.recent[1:], digest) if len(state.recent) >= RECENT_IDS else (*state.recent, digest)
 
+    customer_id = person if person is not None else event.person
     last = journey[-1] if journey else None
     if last is None or at > (last.at_us, last.event_id) or state.legacy:
-        journey, transitions, seq = _append(state, event, at_us, rules)
-        return Step(CustomerState(journey, seq, newest_us, newest_id, recent), transitions, late=late)
+        journey, transitions, seq = _append(state, event, at_us, rules, customer_id)
+        return Step(CustomerState(journey, seq, newest_us, newest_id, recent, state.linked_to, state.link_us,
+                                  state.link_id), transitions, late=late)
 
     correction = correct(journey, event_entries(event, rules), state.seq)
-    brand, customer_id = event.brand, event.customer_id
+    brand = event.brand
     transitions = [publish(row, brand, customer_id, retracted=True) for row in correction.retracted]
     transitions += [publish(row, brand, customer_id) for row in correction.emitted]
     changed = bool(correction.retracted)
-    return Step(CustomerState(correction.journey, correction.seq, newest_us, newest_id, recent), transitions,
+    return Step(state._replace(journey=correction.journey, seq=correction.seq, last_us=newest_us, last_id=newest_id,
+                               recent=recent), transitions,
                 late=late, corrected=changed, retracted=len(correction.retracted))
 
 
-def _append(state: CustomerState, event: AnyEvent, at_us: int, rules: Rules
+def _append(state: CustomerState, event: AnyEvent, at_us: int, rules: Rules, customer_id: str
             ) -> tuple[tuple[Entry, ...], list[Transition], int]:
     """The fast path: the event comes after every entry of the journey, so it can only add to it."""
     journey, seq = state.journey, state.seq
@@ -159,7 +166,7 @@ def _append(state: CustomerState, event: AnyEvent, at_us: int, rules: Rules
             row = Row(entry, LABELS[previous.stage], LABELS[entry.stage],
                       "forward" if entry.stage == previous.stage + 1 else "skip",
                       max(0, (entry.at_us - previous.at_us) // 1000))
-        transitions.append(publish(row, event.brand, event.customer_id, occurred_at=event.occurred_at))
+        transitions.append(publish(row, event.brand, customer_id, occurred_at=event.occurred_at))
         previous = entry
     return journey + tuple(added), transitions, seq
 

@@ -1,8 +1,16 @@
-"""Input events: three self-describing JSON shapes joined by a discriminated union on `type`.
+"""Input events: four self-describing JSON shapes joined by a discriminated union on `type`.
 
 Policy for unknown fields: **ignored**. Producers may add fields without breaking workers
 (forward compatibility); nothing unknown is stored or forwarded. A breaking change bumps
 `schema_version`, and a worker rejects versions it does not know (dead letter, with reason).
+Additions within a version are optional fields only: `anonymous_id` and the `identify` type
+were added to version 1 this way (issue 14), so every event valid before is valid now — with
+one narrowing, documented in the README: a `customer_id` may not start with `anon:`, the prefix
+of the persons that are anonymous ids never linked to a customer (DESIGN.md §1c).
+
+Identity (DESIGN.md §1c): an event carries `customer_id` (a known customer), `anonymous_id` (a
+device or cookie id), or both — at least one. One with both links them; an `identify` event is
+a link only, not a contact.
 
 Timestamps must carry a timezone (naive ones are rejected: their meaning depends on the
 producer's clock settings) and are normalised to UTC.
@@ -22,6 +30,7 @@ from pydantic import (
     Field,
     StringConstraints,
     TypeAdapter,
+    model_validator,
 )
 
 SCHEMA_VERSION = 1
@@ -58,15 +67,52 @@ Label = Annotated[
 UtcTimestamp = Annotated[AwareDatetime, Field(ge=EARLIEST, lt=LATEST), AfterValidator(_to_utc)]
 
 
-class _Event(BaseModel):
+#: The person id of an anonymous id never linked to a customer: `anon:<anonymous_id>` (a
+#: customer id may not start with it, so the two never collide).
+ANONYMOUS_PREFIX = "anon:"
+
+
+def _ids_in_json_schema(schema: dict) -> None:
+    """The rules of `_Identified._ids`, for JSON Schema readers: at least one id; no reserved prefix."""
+    if "customer_id" not in schema.get("required", ()):
+        schema["anyOf"] = [{"required": ["customer_id"]}, {"required": ["anonymous_id"]}]
+    for option in schema["properties"]["customer_id"].get("anyOf", [schema["properties"]["customer_id"]]):
+        if option.get("type") == "string":
+            option["not"] = {"pattern": f"^{ANONYMOUS_PREFIX}"}
+
+
+class _Identified(BaseModel):
     # strict: a wire contract means "10" is not a number and true is not 1.
-    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True, json_schema_extra=_ids_in_json_schema)
 
     schema_version: Literal[1]
     event_id: Identifier
-    customer_id: Identifier
+    customer_id: Identifier | None = None
+    anonymous_id: Identifier | None = None
     occurred_at: UtcTimestamp
     brand: Label = "default"
+
+    @model_validator(mode="after")
+    def _ids(self):
+        if self.customer_id is None:
+            if self.anonymous_id is None:
+                raise ValueError("an event needs customer_id, anonymous_id or both")
+        elif self.customer_id.startswith(ANONYMOUS_PREFIX):
+            raise ValueError(f"customer_id must not start with {ANONYMOUS_PREFIX!r} (the prefix of anonymous persons)")
+        return self
+
+    @property
+    def person(self) -> str:
+        """Whose journey the event is in, before links are known: the customer, else the anonymous id's person."""
+        return self.customer_id if self.customer_id is not None else ANONYMOUS_PREFIX + self.anonymous_id
+
+    @property
+    def routing_id(self) -> str:
+        """The id producers key the event by (DESIGN.md §1c): the customer's, else the anonymous id."""
+        return self.customer_id if self.customer_id is not None else self.anonymous_id
+
+
+class _Event(_Identified):
     channel: Label | None = None
 
 
@@ -111,8 +157,16 @@ class ShareEvent(_Event):
     product_id: Identifier | None = None
 
 
-Event = Annotated[Union[ClickstreamEvent, PurchaseEvent, ShareEvent], Field(discriminator="type")]
-EVENT_TYPES = ("clickstream", "purchase", "share")
+class IdentifyEvent(_Identified):
+    """A link only (DESIGN.md §1c): this anonymous id is this customer. No contact, no transition."""
+
+    type: Literal["identify"]
+    customer_id: Identifier
+    anonymous_id: Identifier
+
+
+Event = Annotated[Union[ClickstreamEvent, PurchaseEvent, ShareEvent, IdentifyEvent], Field(discriminator="type")]
+EVENT_TYPES = ("clickstream", "purchase", "share", "identify")
 
 #: The one parser for events on the wire: `EVENT_ADAPTER.validate_json(raw_bytes)`.
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
@@ -121,6 +175,6 @@ EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 _validate_json = EVENT_ADAPTER.validator.validate_json  # pydantic-core's, without TypeAdapter's Python wrapper (~10%)
 
 
-def parse_event(raw: bytes | str) -> ClickstreamEvent | PurchaseEvent | ShareEvent:
+def parse_event(raw: bytes | str) -> ClickstreamEvent | PurchaseEvent | ShareEvent | IdentifyEvent:
     """Validate one JSON document; raises `pydantic.ValidationError` with the reasons."""
     return _validate_json(raw)

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from schemas.events import EVENT_ADAPTER, ClickstreamEvent, PurchaseEvent, ShareEvent
+from schemas.events import EVENT_ADAPTER, ClickstreamEvent, IdentifyEvent, PurchaseEvent, ShareEvent
 from schemas.transition import Transition
 
 SCHEMA_DIR = Path(__file__).parent / "jsonschema"
@@ -19,6 +19,7 @@ def rendered_schemas() -> dict[str, str]:
         "clickstream.schema.json": ClickstreamEvent.model_json_schema(),
         "purchase.schema.json": PurchaseEvent.model_json_schema(),
         "share.schema.json": ShareEvent.model_json_schema(),
+        "identify.schema.json": IdentifyEvent.model_json_schema(),
         "transition.schema.json": Transition.model_json_schema(),
     }
     return {name: json.dumps(schema, indent=2, sort_keys=True) + "\n" for name, schema in schemas.items()}

@@ -31,6 +31,8 @@ class Rejection:
 
 
 def _describe(error: dict) -> str:
+    if error["type"] == "value_error" and len(error["loc"]) <= 1:  # a rule over the whole event
+        return error["msg"].removeprefix("Value error, ")
     where = ".".join(str(part) for part in error["loc"][1:] or error["loc"]) or "document"
     if error["type"] == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == PRINTABLE:
         return f"{where}: must not contain control characters"
@@ -43,9 +45,9 @@ def classify(exc: ValidationError) -> Rejection:
     if "json_invalid" in kinds or "json_type" in kinds:
         return Rejection("invalid_json", f"not a JSON document: {errors[0]['msg']}")
     if "union_tag_not_found" in kinds:
-        return Rejection("missing_type", "missing `type` (expected clickstream, purchase or share)")
+        return Rejection("missing_type", "missing `type` (expected clickstream, purchase, share or identify)")
     if "union_tag_invalid" in kinds:
-        return Rejection("unknown_type", "unknown `type` (expected clickstream, purchase or share)")
+        return Rejection("unknown_type", "unknown `type` (expected clickstream, purchase, share or identify)")
     if kinds & {"model_attributes_type", "model_type", "dict_type"}:
         return Rejection("invalid_json", "the JSON document is not an object")
     if any(e["loc"][-1] == "schema_version" for e in errors):

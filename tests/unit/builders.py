@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
 from fivea import CustomerState, Rules, advance
-from schemas import AnyEvent, ClickstreamEvent, PurchaseEvent, ShareEvent, Transition
+from schemas import AnyEvent, ClickstreamEvent, IdentifyEvent, PurchaseEvent, ShareEvent, Transition
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 RULES = Rules.default()
@@ -35,9 +35,10 @@ def _id(event_id: str | None) -> str:
 
 
 def click(
-    cid: str,
+    cid: str | None,
     action: str,
     *,
+    anon: str | None = None,
     at: datetime = T0,
     id: str | None = None,
     brand: str = "default",
@@ -50,6 +51,7 @@ def click(
         schema_version=1,
         event_id=_id(id),
         customer_id=cid,
+        anonymous_id=anon,
         occurred_at=at,
         action=action,
         brand=brand,
@@ -60,9 +62,10 @@ def click(
 
 
 def purchase(
-    cid: str,
+    cid: str | None,
     status: str = "completed",
     *,
+    anon: str | None = None,
     at: datetime = T0,
     id: str | None = None,
     brand: str = "default",
@@ -73,8 +76,9 @@ def purchase(
         schema_version=1,
         event_id=_id(id),
         customer_id=cid,
+        anonymous_id=anon,
         occurred_at=at,
-        order_id=f"order-{cid}",
+        order_id=f"order-{cid or anon}",
         amount=10.0,
         currency="EUR",
         status=status,
@@ -84,9 +88,10 @@ def purchase(
 
 
 def share(
-    cid: str,
+    cid: str | None,
     kind: str = "share",
     *,
+    anon: str | None = None,
     rating: int | None = None,
     at: datetime = T0,
     id: str | None = None,
@@ -98,12 +103,18 @@ def share(
         schema_version=1,
         event_id=_id(id),
         customer_id=cid,
+        anonymous_id=anon,
         occurred_at=at,
         kind=kind,
         rating=rating,
         brand=brand,
         channel=channel,
     )
+
+
+def identify(anon: str, cid: str, *, at: datetime = T0, id: str | None = None, brand: str = "default") -> IdentifyEvent:
+    return IdentifyEvent(type="identify", schema_version=1, event_id=_id(id), customer_id=cid, anonymous_id=anon,
+                         occurred_at=at, brand=brand)
 
 
 def run(events: Iterable[AnyEvent], rules: Rules = RULES) -> list[Transition]:
