@@ -171,6 +171,61 @@ def test_late_purchases_are_corrected_on_the_cluster(
     assert_replicas_agree_and_customers_stay_on_one_shard(clickhouse_cluster, pipeline.database)
 
 
+def test_a_person_s_rows_live_on_the_shard_of_their_customer_id(
+        clickhouse_cluster: LocalCluster, tmp_path: Path) -> None:
+    """Identity (issue 14, DESIGN.md §1c), as the replay resolves it: anonymous visitors who
+    later sign in have their whole journey under their customer id, so the sharding key puts
+    a person on one shard — the shard of the customer id, whichever id each event came with.
+    (The stream's identity is not built yet; the replay's rows are written as the sink writes.)"""
+    from fivea import Rules, replay
+    from schemas import EVENT_ADAPTER
+    from sinks.clickhouse.backends import BackendURL
+    from sinks.clickhouse.placement import Placement
+    from sinks.clickhouse.sink import migrate, transition_row
+    from sinks.clickhouse.tables import TRANSITION_COLUMNS
+
+    raw = []
+    for n in range(60):
+        anonymous, customer = f"device-{n}", f"person-{n}"
+        day = f"2026-02-{1 + n % 27:02d}"
+        raw += [
+            {"type": "clickstream", "event_id": f"a{n}", "anonymous_id": anonymous, "occurred_at": f"{day}T08:00:00Z",
+             "action": "page_view", "channel": "ad"},
+            {"type": "clickstream", "event_id": f"b{n}", "anonymous_id": anonymous, "occurred_at": f"{day}T08:05:00Z",
+             "action": "product_view"},
+            {"type": "identify", "event_id": f"i{n}", "anonymous_id": anonymous, "customer_id": customer,
+             "occurred_at": f"{day}T09:00:00Z"},
+            {"type": "purchase", "event_id": f"p{n}", "customer_id": customer, "occurred_at": f"{day}T09:30:00Z",
+             "order_id": f"o{n}", "amount": 10.0, "currency": "EUR", "status": "completed"},
+        ]
+        if n % 3 == 0:  # a visitor who never signs in: a person of their own
+            raw.append({"type": "clickstream", "event_id": f"z{n}", "anonymous_id": f"lurker-{n}",
+                        "occurred_at": f"{day}T10:00:00Z", "action": "page_view"})
+    events = [EVENT_ADAPTER.validate_json(json.dumps({"schema_version": 1, **e})) for e in raw]
+    transitions = list(replay(events, Rules.default()))
+    persons = {t.customer_id for t in transitions}
+    assert {f"person-{n}" for n in range(60)} <= persons and not any(p.startswith("anon:device-") for p in persons)
+
+    database = f"db_i{uuid.uuid4().hex[:10]}"
+    url = BackendURL.parse(clickhouse_cluster.url(database))
+    placement = Placement(clickhouse_cluster.name)
+    migrate(url, placement=placement)
+    backend = url.open()
+    try:
+        backend.insert("transitions", TRANSITION_COLUMNS, [transition_row(t) for t in transitions],
+                       placement.insert_settings)
+        shard_of = dict(backend.query("SELECT DISTINCT customer_id, sipHash64(customer_id) % 2 + 1 "
+                                      "FROM transitions").rows)
+    finally:
+        backend.close()
+    assert set(shard_of) == persons
+    assert_replicas_agree_and_customers_stay_on_one_shard(clickhouse_cluster, database)
+    for shard in (1, 2):
+        held = {row[1] for row in local_rows(clickhouse_cluster.node(shard, 1), database)}
+        assert held == {person for person, home in shard_of.items() if int(home) == shard}
+        assert len(held) < len(persons)  # both shards hold people
+
+
 def test_the_query_library_and_the_dashboards_answer_as_on_one_server(
         clickhouse, clickhouse_cluster: LocalCluster, tmp_path: Path) -> None:
     """The same transitions on one 18.16 server and on the cluster: every query-library file
