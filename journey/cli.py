@@ -17,6 +17,7 @@ from journey.settings import Settings
 KAFKA = ("kafka_brokers", "topic_clickstream", "topic_purchases", "topic_shares")
 TOPICS = (*KAFKA, "topic_transitions", "topic_deadletter", "topic_rekeyed", "topic_identity", "partitions")
 CLICKHOUSE = ("clickhouse_url", "clickhouse_password")
+CLICKHOUSE_AT_SCALE = (*CLICKHOUSE, "clickhouse_cluster")
 
 
 def _add_settings(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
@@ -87,21 +88,24 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from sinks.clickhouse.placement import Placement
     from sinks.clickhouse.sink import RebuildNeeded, migrate
     from sinks.contract import SinkUnavailable
 
     settings = settings_from(args)
     url = backend_url(settings)
+    placement = Placement(settings.clickhouse_cluster)
     try:
-        dialect, statements = migrate(url, rebuild=args.rebuild)
+        dialect, statements = migrate(url, rebuild=args.rebuild, placement=placement)
     except (SinkUnavailable, RebuildNeeded) as exc:
         raise JourneyError(str(exc)) from None
     if args.print:
         print(";\n\n".join(statements) + ";")
     flavour = "current" if dialect.modern else "legacy (DateTime, no LowCardinality)"
+    where = f", ON CLUSTER {placement.cluster}" if placement.cluster else ""
     print(
         f"migrated {url}: {len(statements)} statements, server {'.'.join(map(str, dialect.version))} "
-        f"({flavour} dialect)",
+        f"({flavour} dialect{where})",
         file=sys.stderr,
     )
     return 0
@@ -323,7 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="move a transitions table created before corrections (no `retracted` column) to the "
                    "current layout: rows copied, the old table kept as transitions_before_corrections, the "
                    "analysts' layer rebuilt (stop the workers first)")
-    _add_settings(p, CLICKHOUSE)
+    _add_settings(p, CLICKHOUSE_AT_SCALE)
+    p.add_argument("--cluster", dest="setting_clickhouse_cluster", metavar="NAME",
+                   help="same as --clickhouse-cluster: render every table for this cluster of the servers' "
+                   "remote_servers (ON CLUSTER, Replicated engines, Distributed tables in front)")
     p.set_defaults(run=cmd_migrate)
 
     p = sub.add_parser("replay", help="offline: events in, transitions out (the stream's reference)",

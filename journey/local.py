@@ -451,6 +451,7 @@ def start_clickhouse(
     tls: tuple[Path, Path] | None = None,
     users: dict[str, str] | None = None,
     detached: bool = False,
+    extra_config: str = "",
 ) -> LocalService:
     """Run Debian's clickhouse-server 18.16 on a private data directory under `workdir` (kept, so a
     restart on the same workdir finds its tables again).
@@ -458,7 +459,9 @@ def start_clickhouse(
     18.16 runs as root without complaint when everything, including the users file, comes from a
     generated config; no interserver port is configured, so only the ports given are bound.
     `tls` = (certificate, key) adds a secure native port (`ports["tcp_secure"]`); `users` adds
-    users with passwords (stored as SHA-256) beside the password-less `default`.
+    users with passwords (stored as SHA-256) beside the password-less `default`. `extra_config`
+    is more XML inside `<yandex>` (a cluster node's ZooKeeper, macros and `remote_servers`:
+    journey/local_cluster.py).
     """
     import hashlib
 
@@ -470,10 +473,10 @@ def start_clickhouse(
     tcp_port = tcp_port or free_port()
     http_port = http_port or free_port()
     ports = {"tcp": tcp_port, "http": http_port}
-    extra = ""
+    extra = extra_config
     if tls is not None:
         ports["tcp_secure"] = free_port()
-        extra = _CLICKHOUSE_TLS.format(port=ports["tcp_secure"], cert=Path(tls[0]).resolve(), key=Path(tls[1]).resolve())
+        extra += _CLICKHOUSE_TLS.format(port=ports["tcp_secure"], cert=Path(tls[0]).resolve(), key=Path(tls[1]).resolve())
     config = workdir / "clickhouse-config.xml"
     config.write_text(_CLICKHOUSE_CONFIG.format(
         dir=workdir, host=HOST, tcp_port=tcp_port, http_port=http_port, level=log_level, extra=extra))

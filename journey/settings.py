@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         description="clickhouse://user[:password]@host:port/database[?secure=1]",
     )
     clickhouse_password: SecretStr | None = Field(None, description="overrides the URL's password")
+    clickhouse_cluster: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        description="a cluster of the servers' remote_servers: `journey migrate` creates Replicated tables "
+        "ON CLUSTER with Distributed tables in front, and the sink inserts synchronously through them; "
+        "unset: one server",
+    )
     sink_batch_rows: int = Field(10_000, ge=1, description="insert when this many rows are buffered")
     sink_batch_seconds: float = Field(1.0, gt=0, description="... or when the oldest is this old")
 
@@ -95,6 +101,12 @@ class Settings(BaseSettings):
     metrics_host: str = Field("0.0.0.0", description="bind address of /metrics and /healthz")
     metrics_port: int = Field(9464, ge=0, le=65535, description="0 disables the endpoint")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="worker log level")
+
+    @field_validator("clickhouse_cluster", mode="before")
+    @classmethod
+    def _empty_cluster_is_none(cls, value: object) -> object:
+        # `JOURNEY_CLICKHOUSE_CLUSTER=` (docker-compose's `${JOURNEY_CLICKHOUSE_CLUSTER:-}`): one server.
+        return None if value == "" else value
 
     @field_validator("kafka_brokers")
     @classmethod

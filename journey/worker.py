@@ -20,8 +20,9 @@ from journey.metrics import JourneyMetrics
 from journey.rules_file import load_rules
 from journey.sql_endpoint import serve_sql
 from journey.settings import Settings
-from sinks.clickhouse.sink import ClickHouseSink
+from sinks.clickhouse.sink import ClickHouseSink, PlacementMismatch
 from sinks.clickhouse.backends import BackendURL, ChdbLocked
+from sinks.clickhouse.placement import Placement
 from sinks.contract import SinkUnavailable
 from streams.app import build_services, own_topics
 
@@ -53,11 +54,15 @@ def build_sink(settings: Settings) -> ClickHouseSink:
         url = BackendURL.parse(settings.clickhouse_url, settings.clickhouse_password)
     except ValueError as exc:
         raise JourneyError(f"JOURNEY_CLICKHOUSE_URL: {exc}") from None
-    sink = ClickHouseSink(url)
+    try:
+        sink = ClickHouseSink(url, placement=Placement(settings.clickhouse_cluster))
+    except SinkUnavailable as exc:
+        raise JourneyError(str(exc)) from None  # a cluster on chDB: a setting to fix, not an outage
     try:
         sink.setup()
-    except ChdbLocked as exc:
-        raise JourneyError(str(exc)) from None  # another process holds the directory: waiting will not help
+    except (ChdbLocked, PlacementMismatch) as exc:
+        # another process holds the directory, or the tables are for another placement: waiting will not help
+        raise JourneyError(str(exc)) from None
     except SinkUnavailable as exc:
         # The path does not need ClickHouse, and the sink waits and retries before its first
         # insert as it does during any outage: the transitions topic is the buffer meanwhile.

@@ -19,6 +19,8 @@ if [ "$extras" = "test" ]; then
   command -v openssl >/dev/null 2>&1 || packages+=(openssl)
   # The HTML report's browser test opens the page in headless Chromium.
   command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+  # The cluster tests: ZooKeeper 3.8 coordinates the replicated tables (java comes with it).
+  [ -f /usr/share/java/zookeeper.jar ] || packages+=(zookeeper)
 fi
 python3 -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null || packages+=(python3)
 # `python3 -m venv --help` passes without python3-venv; creating one then fails on the missing

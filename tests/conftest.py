@@ -14,6 +14,7 @@ import pytest
 
 if TYPE_CHECKING:
     from journey.local import LocalService
+    from journey.local_cluster import LocalCluster
     from tests.support.pipeline import Pipeline
 
 
@@ -33,6 +34,17 @@ def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServic
     service = start_clickhouse(tmp_path_factory.mktemp("clickhouse"))
     yield service
     service.stop()
+
+
+@pytest.fixture(scope="session")
+def clickhouse_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """ZooKeeper and 2 shards x 2 replicas of clickhouse-server 18.16 as cluster `journey`
+    (journey/local_cluster.py), started on first use and stopped at the end of the session."""
+    from journey.local_cluster import start_cluster
+
+    cluster = start_cluster(tmp_path_factory.mktemp("cluster"), name="journey")
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(params=["server", "chdb"])

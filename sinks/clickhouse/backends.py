@@ -50,12 +50,13 @@ class Backend(Protocol):
     database: str
     dialect: Dialect
 
-    def execute(self, sql: str) -> None:
-        """Run a statement (DDL)."""
+    def execute(self, sql: str, settings: Mapping[str, Any] | None = None) -> None:
+        """Run a statement (DDL, INSERT ... SELECT) with optional query settings."""
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult: ...
 
-    def insert(self, table: str, columns: Sequence[str], rows: list[tuple]) -> None: ...
+    def insert(self, table: str, columns: Sequence[str], rows: list[tuple],
+               settings: Mapping[str, Any] | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -98,8 +99,8 @@ class NativeBackend:
         except ch_errors.ServerException as exc:
             raise QueryError(exc.message.strip().split("\nStack trace")[0]) from None
 
-    def execute(self, sql: str) -> None:
-        self._run(sql)
+    def execute(self, sql: str, settings: Mapping[str, Any] | None = None) -> None:
+        self._run(sql, settings=dict(settings) if settings else None)
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
         if params:
@@ -108,9 +109,11 @@ class NativeBackend:
             rows, types = self._run(sql, with_column_types=True)
         return QueryResult([name for name, _ in types], [tuple(r) for r in rows])
 
-    def insert(self, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+    def insert(self, table: str, columns: Sequence[str], rows: list[tuple],
+               settings: Mapping[str, Any] | None = None) -> None:
         # Rows as the driver's argument, never as SQL text (DESIGN.md §5).
-        self._run(f"INSERT INTO {self.database}.{checked_identifier(table, 'table')} ({', '.join(columns)}) VALUES", rows)
+        self._run(f"INSERT INTO {self.database}.{checked_identifier(table, 'table')} ({', '.join(columns)}) VALUES",
+                  rows, settings=dict(settings) if settings else None)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -130,6 +133,11 @@ class ChdbLocked(SinkUnavailable):
             f"chDB data directory {path} is in use by another process{who} — stop it, or run "
             "`journey sql` to query through it"
         )
+
+
+def _no_settings(settings: Mapping[str, Any] | None) -> None:
+    if settings:
+        raise QueryError(f"chDB is one embedded engine, not a cluster: settings {sorted(settings)} do not apply")
 
 
 def _chdb_value(value: Any) -> Any:
@@ -184,7 +192,8 @@ class ChdbBackend:
                 raise QueryError(str(exc).strip()) from None
         return result.data() if hasattr(result, "data") else str(result)
 
-    def execute(self, sql: str) -> None:
+    def execute(self, sql: str, settings: Mapping[str, Any] | None = None) -> None:
+        _no_settings(settings)
         self._raw(sql, "CSV")
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
@@ -194,8 +203,11 @@ class ChdbBackend:
         doc = json.loads(text)
         return QueryResult([m["name"] for m in doc["meta"]], [tuple(row) for row in doc["data"]])
 
-    def insert(self, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+    def insert(self, table: str, columns: Sequence[str], rows: list[tuple],
+               settings: Mapping[str, Any] | None = None) -> None:
         import pyarrow as pa
+
+        _no_settings(settings)
 
         data = {name: [_chdb_value(row[i]) for row in rows] for i, name in enumerate(columns)}
         batch = pa.table(data)  # noqa: F841 - read by name in the SQL below

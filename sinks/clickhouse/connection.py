@@ -50,6 +50,7 @@ def connect(target: ClickHouseTarget, *, timeout_s: float = 30.0, with_database:
         secure=target.secure,
         verify=target.verify,
         **({"ca_certs": target.ca_certs} if target.ca_certs else {}),
+        **({"alt_hosts": ",".join(target.alt_hosts)} if target.alt_hosts else {}),
         connect_timeout=min(5.0, timeout_s),
         send_receive_timeout=timeout_s,
         client_name="journey5a",

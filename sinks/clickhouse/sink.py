@@ -8,12 +8,14 @@ and rows carry their own partition key (occurred_at).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from clickhouse_driver import errors as ch_errors
 
 from schemas import Transition
 from sinks.clickhouse.backends import Backend, BackendURL, QueryError
+from sinks.clickhouse.placement import SINGLE_SERVER, Placement
 from sinks.clickhouse.tables import (
     BEFORE_CORRECTIONS,
     IDENTITY_COLUMNS,
@@ -45,6 +47,17 @@ def transition_row(t: Transition) -> tuple:
     )
 
 
+class PlacementMismatch(SinkUnavailable):
+    """The tables were migrated for another placement (one server vs a cluster): a setting to
+    fix, not an outage to wait out."""
+
+
+def check_placement(url: BackendURL, placement: Placement) -> None:
+    if placement.cluster and url.scheme != "clickhouse":
+        raise SinkUnavailable(f"JOURNEY_CLICKHOUSE_CLUSTER={placement.cluster} needs clickhouse:// servers, "
+                              f"not {url.scheme}: chDB is one embedded engine")
+
+
 class RebuildNeeded(Exception):
     """The `transitions` table predates corrections: `journey migrate --rebuild` moves it."""
 
@@ -55,12 +68,16 @@ def _predates_corrections(backend: Backend, database: str) -> bool:
     return bool(columns) and ("retracted",) not in {tuple(row) for row in columns}
 
 
-def migrate(url: BackendURL, rebuild: bool = False) -> tuple[Dialect, list[str]]:
+def migrate(url: BackendURL, rebuild: bool = False,
+            placement: Placement = SINGLE_SERVER) -> tuple[Dialect, list[str]]:
     """Create the database and tables if missing; returns the dialect and statements run.
 
     A `transitions` table of the layout before corrections is moved to the current one when
     `rebuild` is set (tables.rebuild_for_corrections), and refused otherwise (RebuildNeeded).
+    On a cluster (`placement`) every statement goes `ON CLUSTER` (each server must be up: the
+    distributed DDL queue waits for all of them) and the backfills insert synchronously.
     """
+    check_placement(url, placement)
     backend = url.open(with_database=False)
     try:
         statements = []
@@ -72,33 +89,75 @@ def migrate(url: BackendURL, rebuild: bool = False) -> tuple[Dialect, list[str]]
                     f"--rebuild` with the workers stopped. It copies the rows into a new table, keeps the old one "
                     f"as {url.database}.{BEFORE_CORRECTIONS} and rebuilds the analysts' layer (README, "
                     "'ClickHouse: the transitions table')")
+            if placement.cluster:
+                raise RebuildNeeded(
+                    f"{url.database}.transitions was created before corrections: rebuild it on its single server "
+                    "(`journey migrate --rebuild` without a cluster), then move it to the cluster as README "
+                    "\"Moving a single server to a cluster\" says")
             statements += rebuild_for_corrections(url.database, backend.dialect)
-        statements += migrations(url.database, backend.dialect)
+        rendered = migrations(url.database, backend.dialect, placement)
+        _check_engines(backend, url.database, rendered)
+        statements += rendered
         for statement in statements:
-            backend.execute(statement)
+            backend.execute(statement, placement.insert_settings)
         return backend.dialect, statements
     finally:
         backend.close()
 
 
-class ClickHouseSink:
-    """Writes batches of transitions through a backend (server or chDB), reconnecting on failure."""
+_CREATES_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS \w+\.(\w+)\b.*?\bENGINE = (\w+)", re.S)
 
-    def __init__(self, url: BackendURL, *, timeout_s: float = 30.0) -> None:
+
+def _check_engines(backend: Backend, database: str, statements: list[str]) -> None:
+    """`CREATE ... IF NOT EXISTS` would skip a table that exists with another engine (a single
+    server's `transitions` where the cluster wants a Distributed one, or the reverse) and leave
+    a mix: refuse, naming the way out. Migrations never convert a table in place."""
+    existing = dict(backend.query("SELECT name, engine FROM system.tables WHERE database = {db:String}",
+                                  {"db": database}).rows)
+    for statement in statements:
+        match = _CREATES_TABLE.match(statement)
+        if match and match.group(1) in existing and existing[match.group(1)] != match.group(2):
+            name, wanted = match.groups()
+            raise SinkUnavailable(
+                f"{database}.{name} exists as a {existing[name]} table, not the {wanted} this migration creates "
+                f"(JOURNEY_CLICKHOUSE_CLUSTER decides which): migrate never converts a table in place — "
+                "use another database, or move the data as README \"Moving a single server to a cluster\" says")
+
+
+class ClickHouseSink:
+    """Writes batches of transitions through a backend (server or chDB), reconnecting on failure.
+
+    On a cluster (`placement`) it writes to the Distributed `transitions` with
+    `insert_distributed_sync=1`: `write` returns only once a replica of every shard that owns a
+    row of the batch has it, so the caller's offset commit stays behind a durable write. A
+    shard that is down or a replica in read-only mode (ZooKeeper lost) fails the whole insert
+    (SinkUnavailable: the caller retries the same batch; rows a healthy shard took are
+    replaced by the retry's copies).
+    """
+
+    def __init__(self, url: BackendURL, *, timeout_s: float = 30.0, placement: Placement = SINGLE_SERVER) -> None:
+        check_placement(url, placement)
         self.url = url
+        self.placement = placement
         self.timeout_s = timeout_s
         self.backend: Backend | None = None
         self.checked = False  # setup() succeeded once
 
     def setup(self) -> None:
         backend = self.connected()
-        found = {row[0] for row in backend.query(
-            "SELECT name FROM system.tables WHERE database = {db:String} "
+        engines = dict(backend.query(
+            "SELECT name, engine FROM system.tables WHERE database = {db:String} "
             "AND name IN ('transitions', 'customer_identities')", {"db": self.url.database},
-        ).rows}
+        ).rows)
         for table in ("transitions", "customer_identities"):
-            if table not in found:
+            if table not in engines:
                 raise SinkUnavailable(f"{self.url} has no table {self.url.database}.{table} — run `journey migrate`")
+        distributed = engines["transitions"] == "Distributed"
+        if distributed != bool(self.placement.cluster):
+            raise PlacementMismatch(
+                f"{self.url}: {self.url.database}.transitions is {'a Distributed' if distributed else 'a single-server'} "
+                f"table but JOURNEY_CLICKHOUSE_CLUSTER is {self.placement.cluster or 'unset'} — set it to the "
+                "cluster the tables were migrated for (or migrate with --cluster)")
         self.checked = True
 
     def connected(self) -> Backend:
@@ -113,9 +172,11 @@ class ClickHouseSink:
             self.setup()  # a worker may start before ClickHouse is up, or migrated
         try:
             if batch:
-                self.connected().insert("transitions", TRANSITION_COLUMNS, [transition_row(t) for t in batch])
+                self.connected().insert("transitions", TRANSITION_COLUMNS, [transition_row(t) for t in batch],
+                                        self.placement.insert_settings)
             if identities:
-                self.connected().insert("customer_identities", IDENTITY_COLUMNS, [tuple(row) for row in identities])
+                self.connected().insert("customer_identities", IDENTITY_COLUMNS, [tuple(row) for row in identities],
+                                        self.placement.insert_settings)
         except SinkUnavailable:
             self.close()  # reconnect on the next attempt
             raise

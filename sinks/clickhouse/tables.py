@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sinks.clickhouse.placement import SINGLE_SERVER, Placement
 from sinks.clickhouse.target import checked_identifier
 
 STAGE_ENUM = "Enum8('none' = 0, 'aware' = 1, 'appeal' = 2, 'ask' = 3, 'act' = 4, 'advocate' = 5)"
@@ -141,13 +142,15 @@ def rebuild_for_corrections(database: str, dialect: Dialect) -> list[str]:
     ]
 
 
-def migrations(database: str, dialect: Dialect) -> list[str]:
+def migrations(database: str, dialect: Dialect, placement: Placement = SINGLE_SERVER) -> list[str]:
     """Every statement `journey migrate` runs, in order; each is idempotent.
+
+    Rendered for `placement`: one server, or a cluster (sinks/clickhouse/placement.py).
 
     After the spine's table come the analysts' rollups, the materialized views that feed them,
     their views and a backfill (sinks/clickhouse/analytics.py; safe to repeat).
     """
     from sinks.clickhouse.analytics import analytics_migrations  # it builds on this module
 
-    return [create_database(database), create_transitions(database, dialect),
-            create_customer_identities(database, dialect), *analytics_migrations(database, dialect)]
+    return placement.render([create_database(database), create_transitions(database, dialect),
+                             create_customer_identities(database, dialect), *analytics_migrations(database, dialect)])

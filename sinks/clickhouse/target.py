@@ -19,6 +19,16 @@ def checked_identifier(name: str, what: str = "identifier") -> str:
     return name
 
 
+def _alt_hosts(text: str, default_port: int) -> tuple[str, ...]:
+    hosts = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, _, port = item.rpartition(":") if ":" in item else (item, "", str(default_port))
+        if not host or not port.isdigit() or not re.match(r"^[A-Za-z0-9_.-]+$", host):
+            raise ValueError(f"alt_hosts entry {item!r} is not host[:port]")
+        hosts.append(f"{host}:{port}")
+    return tuple(hosts)
+
+
 @dataclass(frozen=True)
 class ClickHouseTarget:
     host: str
@@ -29,6 +39,9 @@ class ClickHouseTarget:
     secure: bool = False
     verify: bool = True
     ca_certs: str | None = None  # CA bundle that signed the server's certificate (TLS); None: the system's
+    #: Other servers to try, in order, when `host` cannot be reached (`?alt_hosts=h2:9000,h3`):
+    #: any server of a cluster serves the Distributed tables, so a down one is not a stop.
+    alt_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_url(cls, url: str, password: SecretStr | None = None) -> "ClickHouseTarget":
@@ -51,6 +64,7 @@ class ClickHouseTarget:
             secure=secure,
             verify=query.get("verify", "true").lower() in TRUE,
             ca_certs=query.get("ca") or None,
+            alt_hosts=_alt_hosts(query.get("alt_hosts", ""), 9440 if secure else 9000),
         )
 
     @property
@@ -59,4 +73,5 @@ class ClickHouseTarget:
 
     def __str__(self) -> str:  # never shows the password
         scheme = "clickhouses" if self.secure else "clickhouse"
-        return f"{scheme}://{self.user}@{self.address}/{self.database}"
+        alternatives = f"?alt_hosts={','.join(self.alt_hosts)}" if self.alt_hosts else ""
+        return f"{scheme}://{self.user}@{self.address}/{self.database}{alternatives}"

@@ -564,7 +564,8 @@ def test_datasources_are_provisioned_with_stable_uids(datasources, services):
     assert datasources["prometheus"]["url"] == "http://prometheus:9090"
     clickhouse = datasources["clickhouse"]
     assert clickhouse["type"] == "grafana-clickhouse-datasource"
-    assert clickhouse["jsonData"]["host"] == "clickhouse"
+    host = clickhouse["jsonData"]["host"]  # a variable: `clickhouse`, or a node of the cluster profile
+    assert environment(services["grafana"])[host.lstrip("$").strip("{}")] == "clickhouse"
     assert clickhouse["jsonData"]["username"] == environment(services["clickhouse"])["CLICKHOUSE_USER"]
     password = clickhouse["secureJsonData"]["password"]
     assert password.lstrip("$").strip("{}") in environment(services["grafana"]), "password variable not set"
