@@ -102,7 +102,7 @@ class Linked(NamedTuple):
     state: CustomerState
     transitions: list[Transition]  # the anonymous person's rows, retracted
     entries: tuple[Entry, ...]  # its journey, to merge into the customer's (empty: nothing to merge)
-    outcome: str  # "linked", "known" (the same link again), "conflict", "late conflict"
+    outcome: str  # "linked", "known" (the same link again), "conflict", "late_conflict"
 
 
 def link_anonymous(state: CustomerState | None, link: IdLink) -> Linked:
@@ -118,7 +118,7 @@ def link_anonymous(state: CustomerState | None, link: IdLink) -> Linked:
         if state.linked_to == link.customer_id:
             return Linked(state, [], (), "known")
         late = link.order < (state.link_us, state.link_id)
-        return Linked(state, [], (), "late conflict" if late else "conflict")
+        return Linked(state, [], (), "late_conflict" if late else "conflict")
     person = anonymous_person(link.anonymous_id)
     retracted = [publish(row, link.brand, person, retracted=True) for row in chain_rows(state.journey)
                  if row.link.trigger is not None]

@@ -46,7 +46,7 @@ class JourneyMetrics:
         self.identity_links = Counter(
             "journey_identity_links",
             "Links (an anonymous id is a customer) applied at the anonymous id's partition, by outcome: linked "
-            "(the first), known (the same link again), conflict (another customer: ignored), late conflict "
+            "(the first), known (the same link again), conflict (another customer: ignored), late_conflict "
             "(another customer with an earlier event time, which the replay would have chosen).",
             ["outcome"],
             registry=r,

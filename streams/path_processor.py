@@ -31,7 +31,7 @@ class BatchOutcome:
     duplicates: int = 0
     late: int = 0
     corrections: int = 0  # late events that changed rows already published (retractions among transitions)
-    links: Counter[str] = field(default_factory=Counter)  # link outcomes: linked, known, conflict, late conflict
+    links: Counter[str] = field(default_factory=Counter)  # link outcomes: linked, known, conflict, late_conflict
     merges: int = 0  # anonymous journeys merged into a customer's
     forwarded: int = 0  # events of a linked anonymous id sent to its customer
 

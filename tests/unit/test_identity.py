@@ -73,7 +73,7 @@ def test_linking_retracts_the_anonymous_rows_and_the_customer_absorbs_them():
         ("aware", True, "p"), ("act", True, "p"), ("aware", False, "a"), ("appeal", False, "b"), ("act", False, "p")]
     assert link_anonymous(linked.state, link).outcome == "known"
     other = link_of(identify("d1", "c2", at=minute(2), id="j"))
-    assert link_anonymous(linked.state, other).outcome == "late conflict"
+    assert link_anonymous(linked.state, other).outcome == "late_conflict"
 
 
 # -- the stream's way equals the replay's ------------------------------------------------------------
@@ -135,7 +135,7 @@ def stream(events, rnd) -> tuple[list, bool]:
             linked = link_anonymous(state_of(key), link)
             states[key] = linked.state
             out += linked.transitions
-            late_conflict |= linked.outcome == "late conflict"
+            late_conflict |= linked.outcome == "late_conflict"
             if linked.outcome == "linked":
                 pending.append(("merge", link, linked.entries))
         elif kind == "merge":
