@@ -16,6 +16,7 @@ import threading
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -23,7 +24,7 @@ import orjson
 from fivea import Rules, replay
 from fivea.ratios import PathMetrics
 from journey.errors import JourneyError
-from journey.generate import generate, to_jsonl
+from journey.generate import PRESETS, generate, to_jsonl
 from journey.live import LiveSource, Snapshot, plain_line, render
 from journey.local import LocalService, ServiceError, free_port, start_broker
 from journey.produce import produce
@@ -31,6 +32,9 @@ from journey.settings import Settings
 from journey.stack import run_journey
 
 DATABASE = "journey"
+#: The demo's population: the funnel preset with anonymous browsing and sign-ins (DESIGN.md §1c).
+DEMO_PROFILE = replace(PRESETS["funnel"], anonymous=0.4, never_sign_in=0.25, second_device=0.2,
+                       browse_after_purchase=0.3)
 STAGE_COUNTS = f"SELECT to_stage, count() AS customers FROM {DATABASE}.live_transitions GROUP BY to_stage"
 
 
@@ -45,7 +49,7 @@ def _fmt(value: float | None) -> str:
 def print_summary(counts: dict[str, int]) -> None:
     metrics = PathMetrics.from_counts(counts)
     widest = max(counts.values(), default=1) or 1
-    print("\ncustomers entering each stage")
+    print("\npersons entering each stage (customers with their linked devices; anonymous visitors on their own)")
     for stage in ("aware", "appeal", "ask", "act", "advocate"):
         n = counts.get(stage, 0)
         print(f"  {stage:<9} {n:>8,}  {'█' * max(1 if n else 0, round(40 * n / widest))}")
@@ -93,10 +97,11 @@ def run_demo(workdir: Path, *, customers: int, seed: int, keep: bool, rate: floa
         )
 
         if events is None:
-            _step(4, f"simulating {customers:,} customers")
+            _step(4, f"simulating {customers:,} visitors ({DEMO_PROFILE.anonymous:.0%} browse anonymously until they "
+                     "sign in, some on two devices; counts are of persons)")
             events_file = workdir / "events.jsonl"
             with events_file.open("wb") as out:
-                count = sum(out.write(to_jsonl(e)) > 0 for e in generate(customers, seed=seed))
+                count = sum(out.write(to_jsonl(e)) > 0 for e in generate(customers, seed=seed, profile=DEMO_PROFILE))
         else:
             _step(4, f"reading your events from {events}")
             events_file = events.resolve()
@@ -157,7 +162,7 @@ def _truncate(chdb_dir: Path) -> None:
 
     backend = ChdbBackend(chdb_dir, DATABASE)
     try:
-        for table in ("transitions", *DERIVED_TABLES):
+        for table in ("transitions", "customer_identities", *DERIVED_TABLES):
             backend.execute(f"TRUNCATE TABLE {DATABASE}.{table}")
     finally:
         backend.close()
@@ -232,7 +237,7 @@ def _watch(source: LiveSource, producer: PacedProducer, worker: subprocess.Popen
             elif time.monotonic() - last_plain >= 2:
                 last_plain = time.monotonic()
                 print(plain_line(snap), flush=True)
-            if producer.done.is_set() and stored >= expected and not keep:
+            if producer.done.is_set() and stored == expected and not keep:  # corrections may pass through more
                 if live is None:
                     print(plain_line(snap), flush=True)
                 print(f"\n      done: all {expected:,} transitions the replay predicts are in ClickHouse; "

@@ -109,9 +109,9 @@ def render(snap: Snapshot):  # -> rich renderable
     from rich.panel import Panel
     from rich.table import Table
 
-    stages = Table(title="customers entering each stage", expand=True, show_edge=False)
+    stages = Table(title="persons entering each stage", expand=True, show_edge=False)
     stages.add_column("stage")
-    stages.add_column("customers", justify="right")
+    stages.add_column("persons", justify="right")
     stages.add_column("", ratio=1)
     widest = max(snap.stage_counts.values(), default=0) or 1
     for stage in STAGES:

@@ -37,7 +37,7 @@ def test_the_demo_command_runs_the_pipeline_end_to_end(tmp_path: Path) -> None:
     result = run(*demo, "--customers", "300", "--workdir", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     out = result.stdout
-    assert "[5/5]" in out and "customers entering each stage" in out
+    assert "[5/5]" in out and "persons entering each stage" in out
     aware = int(re.search(r"^\s+aware\s+([\d,]+)", out, flags=re.M).group(1).replace(",", ""))
     assert aware >= 300  # every simulated customer (plus the referred ones) is aware
     assert re.search(r"PAR \(act/aware\)\s+0\.\d{3}", out)
