@@ -15,6 +15,7 @@ from typing import Any
 
 from fivea.stages import Stage
 from schemas import AnyEvent, ClickstreamEvent, PurchaseEvent, ShareEvent
+from schemas.segment import SegmentMapping
 
 DEFAULT_RULES: dict[str, Any] = {
     "clickstream": {
@@ -42,6 +43,32 @@ DEFAULT_RULES: dict[str, Any] = {
         "other_channels": ["referral", "social", "share", "review_site", "community"],
         "outer_channels": ["ad", "display", "paid_search", "paid_social", "email", "affiliate", "campaign"],
     },
+    # The Segment Spec as an input (DESIGN.md §2b, schemas/segment.py): the e-commerce spec v2's
+    # event names; other track names count as contact (aware), like unknown clickstream actions.
+    "segment": {
+        "brand": "topic",
+        "events": {
+            **dict.fromkeys(["Page Viewed", "Screen Viewed", "Promotion Viewed", "Product List Viewed"], "aware"),
+            **dict.fromkeys(["Product Viewed", "Product Clicked", "Promotion Clicked", "Product Added to Wishlist"],
+                            "appeal"),
+            **dict.fromkeys(
+                [
+                    "Products Searched", "Product List Filtered", "Product Added", "Cart Viewed", "Checkout Started",
+                    "Checkout Step Viewed", "Checkout Step Completed", "Payment Info Entered", "Coupon Entered",
+                ],
+                "ask",
+            ),
+            "Order Completed": "act",
+            **dict.fromkeys(["Product Shared", "Cart Shared"], "advocate"),
+            "Product Reviewed": "review",
+            **dict.fromkeys(["Order Refunded", "Order Cancelled", "Product Removed", "Coupon Denied"], "none"),
+        },
+        "mediums": {
+            "cpc": "paid_search", "ppc": "paid_search", "paid": "paid_search", "paid_search": "paid_search",
+            "paid_social": "paid_social", "display": "display", "banner": "display", "email": "email",
+            "affiliate": "affiliate", "social": "social", "referral": "referral",
+        },
+    },
 }
 
 
@@ -51,6 +78,8 @@ class RulesError(ValueError):
 
 #: Tables of name -> stage: a file's entries are merged over the defaults (add or remap names).
 STAGE_TABLES = ("clickstream.actions", "purchase.status", "share.kinds")
+#: Other name tables merged the same way: Segment event names (-> stage or "review"), mediums (-> channel).
+NAME_TABLES = (*STAGE_TABLES, "segment.events", "segment.mediums")
 
 
 def _check_shape(data: Any, default: Any, where: str) -> None:
@@ -62,9 +91,9 @@ def _check_shape(data: Any, default: Any, where: str) -> None:
         if key not in default:
             known = ", ".join(sorted(default))
             raise RulesError(f"{path}: unknown entry (known here: {known})")
-        if path in STAGE_TABLES:
+        if path in NAME_TABLES:
             if not isinstance(value, Mapping):
-                raise RulesError(f"{path}: expected a table of name = stage")
+                raise RulesError(f"{path}: expected a table of name = value")
         elif isinstance(default[key], Mapping):
             _check_shape(value, default[key], path)
 
@@ -85,7 +114,7 @@ def _value(data: Mapping[str, Any], path: str) -> Any:
     for part in path.split("."):
         default = default[part]
         node = node.get(part) if isinstance(node, Mapping) else None
-    if path in STAGE_TABLES:
+    if path in NAME_TABLES:
         return {**default, **(node or {})}
     return default if node is None else node
 
@@ -101,6 +130,22 @@ def _channels(data: Mapping[str, Any], path: str) -> frozenset[str]:
     return frozenset(value)
 
 
+def _segment(data: Mapping[str, Any]) -> SegmentMapping:
+    events = {}
+    for name, value in _value(data, "segment.events").items():
+        if value != "review":
+            _stage(value, f"segment.events.{name!r}")  # a stage name, or "review" (rated by the share rules)
+        events[str(name)] = value
+    mediums = _value(data, "segment.mediums")
+    for medium, channel in mediums.items():
+        if not isinstance(channel, str) or not channel:
+            raise RulesError(f"segment.mediums.{medium}: expected a channel name, got {channel!r}")
+    brand = _value(data, "segment.brand")
+    if brand not in ("topic", "property"):
+        raise RulesError(f"segment.brand: expected \"topic\" or \"property\", got {brand!r}")
+    return SegmentMapping(events, {str(k).lower(): v for k, v in mediums.items()}, brand)
+
+
 @dataclass(frozen=True)
 class Rules:
     clickstream_actions: Mapping[str, Stage]
@@ -112,6 +157,8 @@ class Rules:
     review_otherwise: Stage
     other_channels: frozenset[str]
     outer_channels: frozenset[str]
+    segment: SegmentMapping = SegmentMapping()
+    segment_actions: Mapping[str, Stage] = field(default_factory=dict)  # Segment track names arriving as clicks
     source: str = field(default="defaults", compare=False)
 
     @classmethod
@@ -137,8 +184,13 @@ class Rules:
             outer = _channels(data, "influence.outer_channels")
             if other & outer:
                 raise RulesError(f"influence: channels in both lists: {sorted(other & outer)}")
+            segment = _segment(data)
+            # A Segment track that is neither an order nor a share arrives as a clickstream event
+            # whose action is its name (schemas/segment.py): its stage comes from the same table.
+            segment_actions = {name: Stage.parse(value) for name, value in segment.events.items() if value != "review"}
             return cls(
                 clickstream_actions=_stage_table(data, "clickstream.actions"),
+                segment_actions=segment_actions,
                 clickstream_default=_stage(_value(data, "clickstream.default"), "clickstream.default"),
                 purchase_status=_stage_table(data, "purchase.status"),
                 share_kinds=_stage_table(data, "share.kinds"),
@@ -147,6 +199,7 @@ class Rules:
                 review_otherwise=_stage(_value(data, "share.review.otherwise"), "share.review.otherwise"),
                 other_channels=other,
                 outer_channels=outer,
+                segment=segment,
                 source=source,
             )
         except RulesError as exc:
@@ -156,7 +209,10 @@ class Rules:
         """The stage an event is evidence of (NONE: no signal)."""
         match event:
             case ClickstreamEvent(action=action):
-                return self.clickstream_actions.get(action, self.clickstream_default)
+                stage = self.clickstream_actions.get(action)
+                if stage is None:
+                    stage = self.segment_actions.get(action, self.clickstream_default)
+                return stage
             case PurchaseEvent(status=status):
                 return self.purchase_status.get(status, Stage.NONE)
             case ShareEvent(kind="review", rating=rating):

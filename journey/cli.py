@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from journey.errors import JourneyError
 from journey.settings import Settings
 
-KAFKA = ("kafka_brokers", "topic_clickstream", "topic_purchases", "topic_shares")
+KAFKA = ("kafka_brokers", "topic_clickstream", "topic_purchases", "topic_shares", "topic_segment")
 TOPICS = (*KAFKA, "topic_transitions", "topic_deadletter", "topic_rekeyed", "topic_identity", "partitions")
 CLICKHOUSE = ("clickhouse_url", "clickhouse_password")
 CLICKHOUSE_AT_SCALE = (*CLICKHOUSE, "clickhouse_cluster")
@@ -83,7 +83,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from journey.produce import produce
 
     sent, skipped = produce(_lines(args.events), settings_from(args), topic=args.topic,
-                            progress=None if args.quiet else sys.stderr)
+                            progress=None if args.quiet else sys.stderr, segment=args.format == "segment")
     return 0 if sent or not skipped else 1
 
 
@@ -117,17 +117,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from journey.rules_file import load_rules
     from schemas.rejections import Rejection, decode
 
+    from schemas.segment import Ignored, decode_segment
+
     rules = load_rules(args.rules)
     tune_gc_for_batches()  # it holds every event: the default collector rescans them all, again and again
-    events, rejected = [], 0
+    events, rejected, ignored = [], 0, 0
     for number, line in enumerate(_lines(args.events), 1):
         line = line.rstrip(b"\r\n")
         if not line.strip():
             continue
-        result = decode(line, args.max_event_bytes)
+        if args.format == "segment":
+            result = decode_segment(line, args.max_event_bytes, rules.segment, args.segment_brand)
+        else:
+            result = decode(line, args.max_event_bytes)
         if isinstance(result, Rejection):
             rejected += 1
             print(f"line {number}: {result.reason} ({result.code})", file=sys.stderr)
+        elif isinstance(result, Ignored):
+            ignored += 1
         else:
             events.append(result)
     out: IO[bytes] = sys.stdout.buffer
@@ -136,7 +143,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         out.write(transition.model_dump_json().encode() + b"\n")
         count += 1
     out.flush()
-    print(f"replayed {len(events):,} events: {count:,} transitions, {rejected:,} invalid lines skipped",
+    skipped = f", {ignored:,} messages without journey data ignored" if ignored else ""
+    print(f"replayed {len(events):,} events: {count:,} transitions, {rejected:,} invalid lines skipped{skipped}",
           file=sys.stderr)
     return 0
 
@@ -183,11 +191,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     lags = dict(args.lag or ())
     if lags and args.rate is None:
         raise JourneyError("--lag needs --rate: the lag is in seconds of delivery, at that many events per second")
-    lines = lagged(sim.lines(), lags, args.rate) if lags else sim.lines()
+    segment = args.format == "segment"
+    lines = lagged(sim.lines(segment), lags, args.rate) if lags else sim.lines(segment)
     progress = Progress(None if args.quiet else sys.stderr)
     if args.to_kafka:
         settings = settings_from(args)
-        publish(lines, settings, pacer=Pacer(args.rate), progress=progress)
+        publish(lines, settings, pacer=Pacer(args.rate), progress=progress, segment=segment)
         target = f"Kafka {settings.kafka_brokers}"
     else:
         try:
@@ -292,7 +301,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from journey.demo import run_demo
 
     return run_demo(Path(args.workdir), customers=args.customers, seed=args.seed, keep=args.keep, rate=args.rate,
-                    events=Path(args.events) if args.events else None)
+                    events=Path(args.events) if args.events else None, segment=args.format == "segment")
 
 
 # -- parser ---------------------------------------------------------------------------------
@@ -314,8 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_worker)
 
     p = sub.add_parser("produce", help="publish JSON Lines events to their topics, keyed by customer",
-                       description="Send each line to the topic of its `type`, keyed by customer_id.")
+                       description="Send each line to the topic of its `type`, keyed by customer_id (else "
+                       "anonymous_id); with --format segment, Segment Spec messages to the Segment topic, keyed "
+                       "by userId (else anonymousId).")
     p.add_argument("events", metavar="EVENTS.jsonl", help="file of JSON Lines ('-' for stdin)")
+    p.add_argument("--format", choices=("journey", "segment"), default="journey",
+                   help="journey: our event contract (DESIGN.md §2); segment: Segment Spec messages "
+                   "(track, page, screen, identify, alias) [default: %(default)s]")
     p.add_argument("--topic", help="send every line as is to this topic (e.g. to test bad input)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     _add_settings(p, KAFKA)
@@ -338,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "the stream and print the transitions as JSON Lines. Invalid lines are reported on "
                        "stderr with their line number and skipped.")
     p.add_argument("events", metavar="EVENTS.jsonl", help="file of JSON Lines ('-' for stdin)")
+    p.add_argument("--format", choices=("journey", "segment"), default="journey",
+                   help="journey: our event contract; segment: Segment Spec messages, mapped by the rules' "
+                   "Segment table as the worker maps the Segment topic [default: %(default)s]")
+    p.add_argument("--segment-brand", default=Settings.model_fields["segment_brand"].default, metavar="BRAND",
+                   help="brand of Segment messages (JOURNEY_SEGMENT_BRAND in the worker) [default: %(default)s]")
     p.add_argument("--rules", type=Path, metavar="FILE", help="TOML rule table (default: DESIGN.md §1)")
     p.add_argument("--max-event-bytes", type=int, default=Settings.model_fields["max_event_bytes"].default,
                    help="longer lines are rejected, as the worker does [default: %(default)s]")
@@ -413,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("-o", "--output", default="-", metavar="FILE", help="file to write ('-' for stdout)")
     where.add_argument("--to-kafka", action="store_true",
                        help="publish to the input topics (malformed lines to the clickstream topic)")
+    p.add_argument("--format", choices=("journey", "segment"), default="journey",
+                   help="journey: our event contract; segment: each event as the Segment Spec message a tracker "
+                   "would send (to the Segment topic with --to-kafka) [default: %(default)s]")
     p.add_argument("--rate", type=float, metavar="EVENTS_PER_S", help="at most this many events per second")
     p.add_argument("--lag", type=_argtype(parse_lag), action="append", metavar="TYPE=SECONDS",
                    help="deliver one event type that many seconds behind the others, as a slower producing "
@@ -468,8 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "(WORKDIR/report.html), print where it and the data are, and stop what it started.")
     p.add_argument("--workdir", default=".journey/demo", help="where the demo keeps its data and logs")
     p.add_argument("--events", metavar="FILE",
-                   help="your own events (JSON Lines, one event per line in our contract: README, 'Run it on your "
-                   "own events') instead of simulated customers")
+                   help="your own events (JSON Lines, one event per line in our contract or, with --format "
+                   "segment, Segment Spec messages: README, 'Run it on your own events') instead of simulated "
+                   "customers")
+    p.add_argument("--format", choices=("journey", "segment"), default="journey",
+                   help="the format of --events [default: %(default)s]")
     p.add_argument("--customers", type=int, default=3000, help="customers to simulate [default: %(default)s]")
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--rate", type=float, default=3000, help="events/s fed to Kafka [default: %(default)s]")

@@ -60,7 +60,8 @@ def print_summary(counts: dict[str, int]) -> None:
     print(f"  path shape           {metrics.shape} (distance to bow tie {_fmt(metrics.bow_tie_distance)})")
 
 
-def run_demo(workdir: Path, *, customers: int, seed: int, keep: bool, rate: float, events: Path | None = None) -> int:
+def run_demo(workdir: Path, *, customers: int, seed: int, keep: bool, rate: float, events: Path | None = None,
+             segment: bool = False) -> int:
     """The whole pipeline on simulated customers, or on `events` (a JSON Lines file in our contract)."""
     workdir = workdir.resolve()
     if (workdir / "worker").exists():
@@ -105,13 +106,13 @@ def run_demo(workdir: Path, *, customers: int, seed: int, keep: bool, rate: floa
         else:
             _step(4, f"reading your events from {events}")
             events_file = events.resolve()
-        count, valid, expected = predict(events_file)
+        count, valid, expected = predict(events_file, segment)
         invalid = count - len(valid)
         note = f" ({invalid:,} invalid: they go to the dead-letter topic)" if invalid else ""
         print(f"      {count:,} events{note}; the offline replay predicts {expected:,} transitions")
 
         _step(5, f"producing them at up to {rate:,.0f} events/s while the worker places customers on the path")
-        producer = PacedProducer(events_file, env, rate)
+        producer = PacedProducer(events_file, env, rate, segment)
         producer.start()
 
         source = LiveSource(f"http://127.0.0.1:{metrics_port}/metrics", lambda: stage_counts(env))
@@ -143,16 +144,22 @@ def run_demo(workdir: Path, *, customers: int, seed: int, keep: bool, rate: floa
             print(f"\nstopped {' and '.join(stopped)}; the ClickHouse data stays in {chdb_dir}", flush=True)
 
 
-def predict(events_file: Path) -> tuple[int, list, int]:
-    """(lines, valid events, transitions the replay predicts) of a JSON Lines file."""
+def predict(events_file: Path, segment: bool = False) -> tuple[int, list, int]:
+    """(lines, valid events, transitions the replay predicts) of a JSON Lines file (`segment`: Segment Spec)."""
     from schemas.rejections import Rejection, decode
+    from schemas.segment import Ignored, decode_segment
 
     try:
         lines = [line for line in events_file.read_bytes().splitlines() if line.strip()]
     except OSError as exc:
         raise JourneyError(f"cannot read {events_file}: {exc.strerror}") from None
-    valid = [e for e in (decode(line, Settings().max_event_bytes) for line in lines) if not isinstance(e, Rejection)]
-    return len(lines), valid, sum(1 for _ in replay(valid, Rules.default()))
+    settings, rules = Settings(), Rules.default()
+    if segment:
+        decoded = (decode_segment(line, settings.max_event_bytes, rules.segment, settings.segment_brand) for line in lines)
+    else:
+        decoded = (decode(line, settings.max_event_bytes) for line in lines)
+    valid = [e for e in decoded if not isinstance(e, (Rejection, Ignored))]
+    return len(lines), valid, sum(1 for _ in replay(valid, rules))
 
 
 def _truncate(chdb_dir: Path) -> None:
@@ -183,13 +190,14 @@ def stage_counts(env: dict[str, str]) -> dict[str, int]:
 class PacedProducer(threading.Thread):
     """Feeds the events file to Kafka at a bounded rate, counting what it sent."""
 
-    def __init__(self, events_file: Path, env: dict[str, str], rate: float) -> None:
+    def __init__(self, events_file: Path, env: dict[str, str], rate: float, segment: bool = False) -> None:
         super().__init__(name="demo-producer", daemon=True)
         self.events_file = events_file
         self.settings = Settings(
             kafka_brokers=env["JOURNEY_KAFKA_BROKERS"], producer_idempotence=False
         )
         self.rate = rate
+        self.segment = segment
         self.sent = 0
         self.error: BaseException | None = None
         self.done = threading.Event()
@@ -206,7 +214,7 @@ class PacedProducer(threading.Thread):
 
     def run(self) -> None:
         try:
-            produce(self._lines(), self.settings, progress=None)
+            produce(self._lines(), self.settings, progress=None, segment=self.segment)
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             self.error = exc
         finally:

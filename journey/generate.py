@@ -535,16 +535,75 @@ class Simulation:
         while sim.queue:
             yield heappop(sim.queue)[2]
 
-    def lines(self) -> Iterator[Line]:
-        """Every event of `events()` as a JSON line; before each, malformed records with
-        probability `malformed` each (so that fraction of all lines is malformed, on average).
-        The valid lines are the same whatever `malformed` is."""
+    def lines(self, segment: bool = False) -> Iterator[Line]:
+        """Every event of `events()` as a JSON line (`segment`: as a Segment Spec message); before
+        each, malformed records with probability `malformed` each (so that fraction of all lines
+        is malformed, on average). The valid lines are the same whatever `malformed` is."""
         rng = random.Random(f"{self.seed}/malformed")
         for event in self.events():
             while self.malformed and rng.random() < self.malformed:
                 defect = rng.choice(DEFECTS)
                 yield Line(corrupt(event, defect, rng) + b"\n", defect)
-            yield Line(to_jsonl(event), type=event["type"])
+            yield Line(to_jsonl(to_segment(event) if segment else event), type=event["type"])
+
+
+# -- the Segment Spec (DESIGN.md §2b) ----------------------------------------------------------
+
+#: Our clickstream actions as the Segment e-commerce spec's track names (page calls for pages).
+SEGMENT_TRACKS = {
+    "ad_impression": "Promotion Viewed", "ad_click": "Promotion Viewed", "email_open": "Email Opened",
+    "product_view": "Product Viewed", "like": "Product Added to Wishlist", "wishlist_add": "Product Added to Wishlist",
+    "follow": "Product Clicked", "video_view": "Product Clicked", "newsletter_signup": "Product Clicked",
+    "search": "Products Searched", "review_read": "Product List Filtered", "compare": "Product List Filtered",
+    "question": "Products Searched", "support_chat": "Products Searched", "add_to_cart": "Product Added",
+    "cart_view": "Cart Viewed", "checkout_start": "Checkout Started", "store_visit": "Products Searched",
+}
+SEGMENT_PAGES = ("page_view", "landing")
+#: Channels as the utm_medium a tracker would carry (the worker normalises them back).
+SEGMENT_MEDIUMS = {"paid_search": "cpc", "display": "banner"}
+
+
+def to_segment(event: dict[str, Any]) -> dict[str, Any]:
+    """One generated event as the Segment Spec message a tracker would have sent for it."""
+    message: dict[str, Any] = {"messageId": event["event_id"], "timestamp": event["occurred_at"]}
+    if "customer_id" in event:
+        message["userId"] = event["customer_id"]
+    if "anonymous_id" in event:
+        message["anonymousId"] = event["anonymous_id"]
+    properties: dict[str, Any] = {}
+    kind = event["type"]
+    if kind == "identify":
+        return {**message, "type": "identify", "traits": {}}
+    if kind == "clickstream":
+        action = event["action"]
+        if action in SEGMENT_PAGES:
+            message["type"] = "page"
+        else:
+            message.update(type="track", event=SEGMENT_TRACKS.get(action, action.replace("_", " ").title()))
+        for name in ("product_id", "referrer_id"):
+            if name in event:
+                properties[name] = event[name]
+    elif kind == "purchase":
+        message.update(type="track", event="Order Completed" if event["status"] == "completed" else "Order Refunded")
+        properties.update(order_id=event["order_id"], revenue=event["amount"], currency=event["currency"])
+    else:
+        review = event["kind"] == "review"
+        message.update(type="track", event="Product Reviewed" if review else "Product Shared")
+        if review and "rating" in event:
+            properties["rating"] = event["rating"]
+        if "network" in event:
+            properties["share_via"] = event["network"]
+    campaign: dict[str, Any] = {}
+    channel = event.get("channel")
+    if channel and channel != "direct":
+        campaign["medium"] = SEGMENT_MEDIUMS.get(channel, channel)
+    if event.get("campaign"):
+        campaign["name"] = event["campaign"]
+    context: dict[str, Any] = {"library": {"name": "journey generate"}}
+    if campaign:
+        context["campaign"] = campaign
+    message.update(properties=properties, context=context)
+    return message
 
 
 def generate(
@@ -660,9 +719,11 @@ def write_lines(lines: Iterable[Line], out: IO[bytes], *, pacer: Pacer, progress
     out.flush()
 
 
-def publish(lines: Iterable[Line], settings: Settings, *, pacer: Pacer, progress: Progress) -> None:
+def publish(lines: Iterable[Line], settings: Settings, *, pacer: Pacer, progress: Progress,
+            segment: bool = False) -> None:
     """Each valid line to its type's topic, each malformed one to the clickstream topic (where a
-    broken producer would have sent it), keyed by customer_id when it can be read."""
+    broken producer would have sent it), keyed by customer_id when it can be read (`segment`:
+    every line to the Segment topic, keyed by userId else anonymousId)."""
     from journey.produce import EventSender
 
     with EventSender(settings) as sender:
@@ -671,11 +732,15 @@ def publish(lines: Iterable[Line], settings: Settings, *, pacer: Pacer, progress
         for line in lines:
             pacer.take()
             value = line.raw.rstrip(b"\n")
-            sender.send(value, settings.topic_clickstream if line.defect else None)
+            if segment:
+                sender.send(value, None, segment=True)
+            else:
+                sender.send(value, settings.topic_clickstream if line.defect else None)
             progress.add(line)
 
 
 __all__ = [
     "DEFAULT_START", "DEFECTS", "PRESETS", "Line", "Pacer", "PathProfile", "Progress", "Simulation", "corrupt",
-    "generate", "generate_lines", "lagged", "parse_lag", "parse_start", "publish", "to_jsonl", "write_lines",
+    "generate", "generate_lines", "lagged", "parse_lag", "parse_start", "publish", "to_jsonl", "to_segment",
+    "write_lines",
 ]

@@ -30,14 +30,24 @@ LINGER_S = 0.02
 MAX_IN_FLIGHT = 64  # batches handed to the producer and not yet acknowledged
 
 
-def route(line: bytes, settings: Settings, topic: str | None) -> tuple[str, bytes | None] | str:
-    """(topic, key) for a line, or the reason it cannot be routed."""
+def route(line: bytes, settings: Settings, topic: str | None, segment: bool = False
+          ) -> tuple[str, bytes | None] | str:
+    """(topic, key) for a line, or the reason it cannot be routed.
+
+    `segment`: the line is a Segment Spec message, for the Segment topic (DESIGN.md §2b), keyed
+    by `userId`, else `anonymousId`, as those tools' Kafka destinations do.
+    """
     try:
         doc = orjson.loads(line)
     except orjson.JSONDecodeError:
         doc = None
     if not isinstance(doc, dict):
-        return (topic, None) if topic else "not a JSON object"
+        return (topic or (settings.topic_segment if segment else None), None) if topic or segment \
+            else "not a JSON object"
+    if segment:
+        user, anonymous = doc.get("userId"), doc.get("anonymousId")
+        routing = user if isinstance(user, str) else anonymous if isinstance(anonymous, str) else None
+        return topic or settings.topic_segment, routing.encode() if routing is not None else None
     # Keyed by the customer, else the anonymous id (DESIGN.md §1c).
     customer, anonymous = doc.get("customer_id"), doc.get("anonymous_id")
     routing = customer if isinstance(customer, str) else anonymous if isinstance(anonymous, str) else None
@@ -113,9 +123,9 @@ class EventSender:
             return next(self._round_robin) % count
         return partition_of_key(key, count)
 
-    def send(self, line: bytes, topic: str | None = None) -> str | None:
+    def send(self, line: bytes, topic: str | None = None, segment: bool = False) -> str | None:
         """Send one event; returns why it could not be routed (None when sent)."""
-        routed = route(line, self.settings, topic)
+        routed = route(line, self.settings, topic, segment)
         if isinstance(routed, str):
             return routed
         target, key = routed
@@ -185,6 +195,7 @@ def produce(
     *,
     topic: str | None = None,
     progress: IO[str] | None = sys.stderr,
+    segment: bool = False,
 ) -> tuple[int, int]:
     """Send every routable line; returns (sent, skipped). Blank lines are ignored."""
     sent = skipped = 0
@@ -194,7 +205,7 @@ def produce(
             line = line.rstrip(b"\r\n")
             if not line.strip():
                 continue
-            problem = sender.send(line, topic)
+            problem = sender.send(line, topic, segment)
             if problem:
                 skipped += 1
                 print(f"line {number}: skipped: {problem} (use --topic to send it as is)", file=sys.stderr)

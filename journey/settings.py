@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     topic_clickstream: str = Field("journey.clickstream", pattern=TOPIC_NAME, description="input: clickstream events")
     topic_purchases: str = Field("journey.purchases", pattern=TOPIC_NAME, description="input: purchase events")
     topic_shares: str = Field("journey.shares", pattern=TOPIC_NAME, description="input: share events")
+    topic_segment: str = Field(
+        "journey.segment", pattern=TOPIC_NAME,
+        description="input: Segment Spec messages (track, page, screen, identify, alias; DESIGN.md §2b)"
+    )
+    segment_brand: str = Field(
+        "default", min_length=1, max_length=100,
+        description="brand of the Segment topic's messages (unless the rules take it from properties.brand)"
+    )
     topic_transitions: str = Field(
         "journey.transitions", pattern=TOPIC_NAME, description="output: stage transitions (JSON)"
     )
@@ -153,6 +161,7 @@ class Settings(BaseSettings):
     def all_topics(self) -> list[str]:
         return [
             *self.input_topics.values(),
+            self.topic_segment,
             self.topic_rekeyed,
             self.topic_identity,
             self.topic_transitions,

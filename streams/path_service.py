@@ -35,6 +35,7 @@ from journey.metrics import JourneyMetrics
 from journey.settings import Settings
 from schemas import Transition
 from schemas.rejections import Rejection, decode
+from schemas.segment import Ignored, decode_segment
 from streams.alignment import EventTimeAligner
 from streams.deadletter import quarantine
 from streams.identity_log import read_message
@@ -72,7 +73,8 @@ def changelog_topic(settings: Settings) -> str:
 class PathService(GroupService):
     def __init__(self, settings: Settings, metrics: JourneyMetrics, rules: Rules, **kwargs: Any) -> None:
         super().__init__(settings, metrics, **kwargs)
-        self.inputs = (*settings.input_topics.values(), settings.topic_rekeyed)  # aligned by event time
+        # Aligned by event time: our contract's topics, the Segment topic (schemas/segment.py), rekeyed events.
+        self.inputs = (*settings.input_topics.values(), settings.topic_segment, settings.topic_rekeyed)
         self.identity = settings.topic_identity  # read too, not aligned (streams/identity_log.py)
         self.aligner = EventTimeAligner(self.inputs, settings.align_max_idle_ms / 1000)
         self.processor = PathProcessor(rules)
@@ -129,7 +131,7 @@ class PathService(GroupService):
             self.metrics.path_batch_records.observe(sum(len(records) for records in fetched.values()))
         out = Outbox(self.producer)
         counts: Counter[tuple[str, str]] = Counter()
-        rekeyed = self.settings.topic_rekeyed
+        rekeyed, segment = self.settings.topic_rekeyed, self.settings.topic_segment
         messages: dict[int, list[Any]] = defaultdict(list)
         for tp, records in fetched.items():
             if tp.partition not in self._assigned or tp.partition in self.store.fenced:
@@ -145,10 +147,16 @@ class PathService(GroupService):
                         self.metrics.fenced_records.labels("rekeyed").inc()
                     if not keep:
                         continue
-                result = decode(record.value, self.settings.max_event_bytes)
+                if tp.topic == segment:
+                    result = decode_segment(record.value, self.settings.max_event_bytes, self.processor.rules.segment,
+                                            self.settings.segment_brand)
+                else:
+                    result = decode(record.value, self.settings.max_event_bytes)
                 if isinstance(result, Rejection):
                     quarantine(out, self.settings.topic_deadletter, self.metrics, record, result)
                     counts[(tp.topic, "deadlettered")] += 1
+                elif isinstance(result, Ignored):
+                    counts[(tp.topic, "ignored")] += 1
                 else:
                     valid.append((order_key(result), record.offset, (record, result)))
             if records:
@@ -175,8 +183,9 @@ class PathService(GroupService):
                     headers = forward_stamps[(record.topic, record.partition)] = [
                         ("journey.source.topic", record.topic.encode()),
                         *stamp(self.store.epoch[record.partition], writer=record.partition)]
-                out.add(rekeyed, home, event.routing_id.encode(), record.value,
-                        headers=headers, timestamp_ms=record.timestamp)
+                # A Segment message moves as the event it became: the rekeyed topic carries our contract.
+                value = event.model_dump_json(exclude_none=True).encode() if record.topic == segment else record.value
+                out.add(rekeyed, home, event.routing_id.encode(), value, headers=headers, timestamp_ms=record.timestamp)
                 counts[(record.topic, "rekeyed")] += 1
             else:
                 local[record.partition].append((record, event))

@@ -122,3 +122,24 @@ def test_setup_mends_a_venv_left_without_pip_and_installs_without_warnings(tmp_p
     problems = [line for line in result.stderr.splitlines()
                 if "warning" in line.lower() and "is ignored: it is neither a file nor a directory" not in line]
     assert not problems, problems
+
+
+def test_the_readmes_own_events_examples_replay_as_it_says(tmp_path: Path) -> None:
+    """Both examples of "Run it on your own events": our contract, and the Segment Spec."""
+    import json
+
+    section = README.split("## Run it on your own events", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```\n(.*?)```", section, flags=re.S)
+    ours, segment = (block for block in blocks if block.startswith("{"))
+    for name, block, args in (("ours", ours, ()), ("segment", segment, ("--format", "segment"))):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text(block)
+        result = run(sys.executable, "-m", "journey.cli", "replay", *args, str(path))
+        assert result.returncode == 0 and "0 invalid lines" in result.stderr, result.stderr
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        if name == "segment":  # the journey the README describes: c43, aware (paid_search, spring) -> appeal -> act
+            assert [(r["customer_id"], r["to_stage"]) for r in rows] == [("c43", "aware"), ("c43", "appeal"),
+                                                                         ("c43", "act")]
+            assert (rows[0]["channel"], rows[0]["campaign"]) == ("paid_search", "spring")
+        else:  # dev-7 signed in as c43: one person
+            assert {r["customer_id"] for r in rows} == {"c42", "c43"}

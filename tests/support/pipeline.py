@@ -91,6 +91,7 @@ class Pipeline:
             JOURNEY_TOPIC_CLICKSTREAM=f"{self.name}.clickstream",
             JOURNEY_TOPIC_PURCHASES=f"{self.name}.purchases",
             JOURNEY_TOPIC_SHARES=f"{self.name}.shares",
+            JOURNEY_TOPIC_SEGMENT=f"{self.name}.segment",
             JOURNEY_TOPIC_TRANSITIONS=f"{self.name}.transitions",
             JOURNEY_TOPIC_DEADLETTER=f"{self.name}.deadletter",
             JOURNEY_TOPIC_REKEYED=f"{self.name}.rekeyed",

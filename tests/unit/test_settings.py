@@ -115,6 +115,7 @@ def test_all_topics_lists_inputs_then_outputs():
         "journey.clickstream",
         "journey.purchases",
         "journey.shares",
+        "journey.segment",
         "journey.rekeyed",
         "journey.identity",
         "journey.transitions",
