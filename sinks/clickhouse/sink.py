@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from clickhouse_driver import errors as ch_errors
 
 from schemas import Transition
+from sinks.clickhouse.analytics import rebuild_customer_state
 from sinks.clickhouse.backends import Backend, BackendURL, QueryError
 from sinks.clickhouse.placement import SINGLE_SERVER, Placement
 from sinks.clickhouse.tables import (
@@ -68,6 +69,13 @@ def _predates_corrections(backend: Backend, database: str) -> bool:
     return bool(columns) and ("retracted",) not in {tuple(row) for row in columns}
 
 
+def _predates_first_touch(backend: Backend, database: str) -> bool:
+    """A `customer_state` rollup from before it kept the first touch (issue 16)."""
+    columns = {row[0] for row in backend.query(
+        f"SELECT name FROM system.columns WHERE database = '{database}' AND table = 'customer_state'").rows}
+    return bool(columns) and "aware_channel" not in columns
+
+
 def migrate(url: BackendURL, rebuild: bool = False,
             placement: Placement = SINGLE_SERVER) -> tuple[Dialect, list[str]]:
     """Create the database and tables if missing; returns the dialect and statements run.
@@ -95,6 +103,16 @@ def migrate(url: BackendURL, rebuild: bool = False,
                     "(`journey migrate --rebuild` without a cluster), then move it to the cluster as README "
                     "\"Moving a single server to a cluster\" says")
             statements += rebuild_for_corrections(url.database, backend.dialect)
+        elif _predates_first_touch(backend, url.database):
+            if placement.cluster:
+                raise RebuildNeeded(
+                    f"{url.database}.customer_state was created before it kept the first touch (channel, influence "
+                    "and campaign of each person's aware row): drop it on every server, with its materialized view "
+                    f"and the view over it (DROP TABLE {url.database}.customer_state_mv, "
+                    f"{url.database}.customer_current_stage, {url.database}.customer_state and "
+                    f"{url.database}.customer_state_local ON CLUSTER {placement.cluster} SYNC), then run "
+                    "`journey migrate` again: it rebuilds them from transitions")
+            statements += rebuild_customer_state(url.database)
         rendered = migrations(url.database, backend.dialect, placement)
         _check_engines(backend, url.database, rendered)
         statements += rendered
