@@ -43,6 +43,7 @@ from journey.errors import JourneyError
 from journey.output import render
 from reports.formatting import LABELS
 from reports.formatting import cell as _text
+from reports.formatting import note
 from reports.formatting import duration  # noqa: F401 - part of this module's interface
 from sinks.clickhouse.analytics import DERIVED_TABLES, VIEWS, LibraryQuery, library_query
 
@@ -179,21 +180,6 @@ SPECS = (
          (("stage", _str), ("customers", _int))),
 )
 SPEC = {spec.key: spec for spec in SPECS}
-
-#: What kind of figure each column of a section is, where a section mixes the two kinds.
-NOTES = {
-    "conversion_window": (
-        "entered_in_period is a period count: everyone entering the stage in the period, whenever first seen "
-        "(as above). first_seen_in_period, reached_within_window and window_conversion are funnel conversion "
-        "(as PostHog and Mixpanel define it): the persons first seen in the period, and how many of them entered "
-        "the stage within {window} days of their first contact (in the period or after it)."),
-}
-
-
-def note(key: str, window_days: int) -> str | None:
-    """The section's note on which figures are period counts and which funnel conversion."""
-    text = NOTES.get(key)
-    return text.format(window=window_days) if text else None
 
 
 @dataclass

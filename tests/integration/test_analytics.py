@@ -140,8 +140,20 @@ def expected_span(transitions: Iterable[Transition], brand: str, since: date, un
             "last_event": max(map(_second, in_period), default=None)}
 
 
+def _ratios(counts: dict[str, int]) -> dict[str, float | None]:
+    """PAR, BAR and the stage ratios of one group's stage counts (None: denominator 0)."""
+    return {"par": _ratio(counts["act"], counts["aware"]), "bar": _ratio(counts["advocate"], counts["aware"]),
+            "attraction": _ratio(counts["appeal"], counts["aware"]), "curiosity": _ratio(counts["ask"], counts["appeal"]),
+            "commitment": _ratio(counts["act"], counts["ask"]), "affinity": _ratio(counts["advocate"], counts["act"])}
+
+
+def _first_touch(t: Transition, by: str) -> str:
+    """The first touch as first_touch.sql groups it: the aware row's channel, zone or campaign ('' = none)."""
+    return {"channel": t.channel, "influence": t.influence, "campaign": t.campaign}[by] or ""
+
+
 def expected_sections(transitions: Iterable[Transition], brand: str, since: date, until: date,
-                      top: int = TOP) -> dict[str, Any]:
+                      top: int = TOP, window_days: int = 30) -> dict[str, Any]:
     mine = [t for t in transitions if t.brand == brand]
     in_period = [t for t in mine if since <= _day(t) < until]
     moves: dict[tuple[str, str, str], list[Transition]] = defaultdict(list)
@@ -180,11 +192,25 @@ def expected_sections(transitions: Iterable[Transition], brand: str, since: date
     journeys: dict[str, list[Transition]] = defaultdict(list)
     for t in mine:
         journeys[t.customer_id].append(t)
+    for path in journeys.values():
+        path.sort(key=lambda t: t.seq)
+        assert path[0].to_stage == "aware"
+    aware_row = {customer: path[0] for customer, path in journeys.items()}
+    by_touch: dict[str, list[dict[str, Any]]] = {}
+    for by in ("channel", "influence", "campaign"):
+        groups: dict[str, Counter] = defaultdict(Counter)
+        for t in in_period:  # each entry of the period, under its person's first touch
+            groups[_first_touch(aware_row[t.customer_id], by)][t.to_stage] += 1
+        by_touch[by] = sorted(({"first_touch": key, **{s: n[s] for s in STAGES},
+                                **_ratios({s: n[s] for s in STAGES})} for key, n in groups.items()),
+                              key=lambda r: (-r["aware"], r["first_touch"]))
+    window = timedelta(days=window_days)
+    first_seen = [path for path in journeys.values() if since <= _day(path[0]) < until]
+    reached = Counter(t.to_stage for path in first_seen for t in path if t.occurred_at <= path[0].occurred_at + window)
     to_act, to_advocate = [], []
     cohorts: dict[str, Counter] = defaultdict(Counter)
     now: Counter = Counter()
     for path in journeys.values():
-        path.sort(key=lambda t: t.seq)
         at = {t.to_stage: t for t in path}
         if "act" in at and since <= _day(at["act"]) < until:
             to_act.append(sum(t.dwell_ms or 0 for t in path if t.to_stage in ("appeal", "ask", "act")))
@@ -207,12 +233,16 @@ def expected_sections(transitions: Iterable[Transition], brand: str, since: date
         "stage_entries": [{"stage": s, "customers": counts[s]} for s in STAGES],
         "ratios": {"par": metrics.par, "bar": metrics.bar, **metrics.stage_ratios},
         "path_shape": {"shape": metrics.shape if in_period else None, "bow_tie_distance": metrics.bow_tie_distance},
+        "conversion_window": [{"stage": s, "entered_in_period": counts[s], "first_seen_in_period": len(first_seen),
+                               "reached_within_window": reached[s],
+                               "window_conversion": _ratio(reached[s], len(first_seen))} for s in STAGES],
         "flows": flows,
         "stage_entries_weekly": [{"week": week, "days": days, "partial": partial,
                                   **{s: len(weekly[week][s]) for s in STAGES}}  # weeks without entries: zeros
                                  for week, days, partial in weeks],
         "influence_mix": influence,
         "channel_mix": channel_rows,
+        **{f"first_touch_{by}": rows for by, rows in by_touch.items()},
         "time_to_convert": convert,
         "referral_reach": {"referred": len(referred), "referring_advocates": len(by_advocate),
                            "advocates": advocates, "viral_coefficient": _ratio(len(referred), advocates),
@@ -269,10 +299,19 @@ def test_every_report_number_matches_replay_despite_redelivery_and_merges(
     assert {"skip", "forward"} == {move["kind"] for move in whole["flows"]}  # skips are moves of their own
     assert any(week["partial"] for week in whole["stage_entries_weekly"])
     assert_report(journey_report(url), whole, expected_span(transitions, "default", date(1970, 1, 1), date(2100, 1, 1)))
-    period = expected_sections(transitions, "default", *PERIOD)
+    for by in ("channel", "influence", "campaign"):  # first-touch groups add up to the stage counts
+        rows = whole[f"first_touch_{by}"]
+        assert len(rows) > 2
+        assert [sum(r[s] for r in rows) for s in STAGES] == [r["customers"] for r in whole["stage_entries"]]
+    period = expected_sections(transitions, "default", *PERIOD, window_days=2)
+    ever = expected_sections(transitions, "default", *PERIOD, window_days=10_000)["conversion_window"]
+    within, since_then = ([r["reached_within_window"] for r in rows] for rows in (period["conversion_window"], ever))
+    assert all(a <= b for a, b in zip(within, since_then)) and within != since_then  # the window cuts some off
+    act = period["conversion_window"][3]
+    assert act["reached_within_window"] != act["entered_in_period"]  # funnel conversion is not a period count
     span = {**expected_span(transitions, "default", *PERIOD), "no_data": None}
     since, until = (d.isoformat() for d in PERIOD)
-    assert_report(journey_report(url, "--since", since, "--until", until), period, span)
+    assert_report(journey_report(url, "--since", since, "--until", until, "--window", "2d"), period, span)
 
     def merge(backend: Backend) -> None:
         for table in DERIVED_TABLES:
@@ -280,7 +319,7 @@ def test_every_report_number_matches_replay_despite_redelivery_and_merges(
 
     with_backend(url, merge)
     assert with_backend(url, parts) == 1
-    assert_report(journey_report(url, "--since", since, "--until", until), period, span)
+    assert_report(journey_report(url, "--since", since, "--until", until, "--window", "2"), period, span)
 
     # the daily series for dashboards (not a report section) agrees with the same replay
     def daily(backend: Backend) -> list[dict[str, Any]]:
