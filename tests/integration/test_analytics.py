@@ -392,6 +392,16 @@ def test_kotlers_worked_example(url: BackendURL) -> None:
     assert report["ratios"] == {"par": pytest.approx(0.2), "bar": pytest.approx(0.1), "attraction": 0.0,
                                 "curiosity": None, "commitment": None, "affinity": pytest.approx(0.5)}
     assert report["path_shape"]["shape"] == "door knob"
+    assert report["conversion_window"] == [  # everyone bought within hours: 30 days holds them all
+        {"stage": s, "entered_in_period": n, "first_seen_in_period": 90, "reached_within_window": n,
+         "window_conversion": pytest.approx(n / 90)} for s, n in zip(STAGES, (90, 0, 0, 18, 9))]
+    assert report["first_touch_channel"] == [  # no channel on the first contact: one group, the whole path
+        {"first_touch": "", "aware": 90, "appeal": 0, "ask": 0, "act": 18, "advocate": 9, "par": pytest.approx(0.2),
+         "bar": pytest.approx(0.1), "attraction": 0.0, "curiosity": None, "commitment": None,
+         "affinity": pytest.approx(0.5)}]
+    assert [r["first_touch"] for r in report["first_touch_influence"]] == ["own"]
+    hour = journey_report(url, *args, "--window", "1d")["sections"]["conversion_window"]
+    assert [r["reached_within_window"] for r in hour] == [90, 0, 0, 18, 9]
 
     table = journey_report(url, *args, fmt="table")
     lines = {line.split("  ")[1].strip(): line.split()[-1] for line in table.splitlines()
@@ -408,6 +418,8 @@ def test_kotlers_worked_example(url: BackendURL) -> None:
     assert set(empty["ratios"].values()) == {None}
     assert empty["path_shape"] == {"shape": None, "bow_tie_distance": None}  # no data has no shape
     assert empty["flows"] == [] and empty["stage_entries_weekly"] == []
+    assert empty["first_touch_channel"] == empty["first_touch_campaign"] == []
+    assert [(r["first_seen_in_period"], r["window_conversion"]) for r in empty["conversion_window"]] == [(0, None)] * 5
     assert journey_report(url, "--brand", "kotler", "--since", "2026-04-01")["no_data"] == (
         "no data for brand kotler in 2026-04-01 to the end (UTC days, until exclusive): its transitions run from "
         "2026-03-02 to 2026-03-02 (UTC days)")
@@ -588,6 +600,9 @@ def test_retracted_rows_never_count_whatever_the_arrival_order(url: BackendURL, 
     insert(reference, [transition_row(t) for t in replayed])
     assert len(_live_rows(url)) == len(replayed)
     assert _live_rows(url) == _live_rows(reference)
+    live_aware = {t.customer_id: t for t in replayed if t.to_stage == "aware"}
+    assert any(t.to_stage == "aware" and t.channel != live_aware[t.customer_id].channel for t in retractions if
+               t.customer_id in live_aware)  # first touches corrected: a late earlier event came by another channel
     stream_report, replay_report = journey_report(url), journey_report(reference)
     assert stream_report["sections"] == replay_report["sections"]
     customers = len({(t.brand, t.customer_id) for t in replayed if t.brand == "default"})
@@ -632,3 +647,67 @@ def test_a_table_from_before_corrections_is_refused_then_rebuilt(blank_url: Back
         backend.close()
     customers = len({t.customer_id for t in replayed})
     assert journey_report(blank_url)["sections"]["stage_entries"][0]["customers"] == customers
+
+
+# -- the first touch (issue 16): corrected by a later aware row, kept through an upgrade ------------
+
+
+@pytest.mark.parametrize("order", ["in order", "correction first", "retraction last, originals re-sent"])
+def test_the_first_touch_is_the_live_aware_rows_whatever_the_arrival_order(url: BackendURL, order: str) -> None:
+    """An earlier contact arriving late replaces the aware row (retracted; a higher seq enters aware):
+    the breakdowns and the window follow the corrected first contact."""
+    start = datetime(2026, 4, 6, 9, tzinfo=timezone.utc)
+    ad = _transition("f1", 1, "none", "aware", start, brand="touch").model_copy(
+        update={"channel": "ad", "campaign": "spring_sale", "influence": "outer"})
+    bought = _transition("f1", 2, "aware", "act", start + timedelta(days=3), brand="touch")
+    # the late event: an email of the newsletter campaign 40 days earlier was the real first contact
+    retract = [ad.model_copy(update={"retracted": True}), bought.model_copy(update={"retracted": True})]
+    email = _transition("f1", 3, "none", "aware", start - timedelta(days=40), brand="touch").model_copy(
+        update={"channel": "email", "campaign": "newsletter", "influence": "outer"})
+    rebought = bought.model_copy(update={"seq": 4, "dwell_ms": 43 * 86_400_000})
+    first, corrected = [ad, bought], [*retract, email, rebought]
+    batches = {"in order": [first, corrected], "correction first": [corrected, first],
+               "retraction last, originals re-sent": [first, [email, rebought], retract, first]}[order]
+    for batch in batches:
+        insert(url, [transition_row(t) for t in batch])
+    report = journey_report(url, "--brand", "touch")["sections"]
+    assert [(r["first_touch"], r["aware"], r["act"]) for r in report["first_touch_campaign"]] == [("newsletter", 1, 1)]
+    assert [r["first_touch"] for r in report["first_touch_channel"]] == ["email"]
+    window = {r["stage"]: r["reached_within_window"] for r in report["conversion_window"]}
+    assert (window["aware"], window["act"]) == (1, 0)  # bought 43 days after the first contact
+    assert journey_report(url, "--brand", "touch", "--window", "43d")["sections"]["conversion_window"][3][
+        "reached_within_window"] == 1  # the window is inclusive
+
+
+def test_migrate_rebuilds_a_customer_state_from_before_the_first_touch(
+    blank_url: BackendURL, transitions: list[Transition]
+) -> None:
+    """A database migrated before customer_state kept the first touch: `journey migrate` drops and
+    rebuilds that rollup from transitions; the report is then whole."""
+    import re
+
+    from sinks.clickhouse.analytics import analytics_migrations
+
+    migrate(blank_url)
+    sample = [t for t in transitions if t.customer_id < "c0000500"]
+    insert(blank_url, [transition_row(t) for t in sample])
+    backend = blank_url.open()
+    try:  # the customer_state family as it was: no aware_channel / influence / campaign, no first_*
+        for name in ("customer_state_mv", "customer_current_stage", "customer_state"):
+            backend.execute(f"DROP TABLE {blank_url.database}.{name}")
+        for statement in analytics_migrations(blank_url.database, backend.dialect):
+            if "customer_state" not in statement.split("\n")[0] and "customer_current_stage" not in statement[:80]:
+                continue
+            old = "\n".join(line for line in statement.splitlines()
+                            if not re.search(r"\b(aware|first)_(channel|influence|campaign)\b", line))
+            backend.execute(re.sub(r",([ \t]*(--[^\n]*)?\n\s*(FROM|\)))", r"\1", old))  # the last item's comma
+        columns = {row[0] for row in backend.query(
+            "SELECT name FROM system.columns WHERE database = {db:String} AND table = 'customer_state'",
+            {"db": blank_url.database}).rows}
+        assert "aware_seq" in columns and "aware_channel" not in columns
+    finally:
+        backend.close()
+    migrate(blank_url)
+    expected = expected_sections(sample, "default", date(1970, 1, 1), date(2100, 1, 1))
+    assert_report(journey_report(blank_url), expected)
+    assert expected["first_touch_campaign"][1]["aware"] > 0
