@@ -97,7 +97,7 @@
                 {type: "value", name: "conversion", min: 0, max: 1, axisLabel: {formatter: function (v) {
                   return Math.round(100 * v) + "%"; }}, splitLine: {show: false}}],
         series: [
-          {type: "bar", name: "entered in the period (period count)", color: "#9fb3c8",
+          {type: "bar", name: "period count", color: "#9fb3c8",
            data: conv.map(function (r) { return r.entered_in_period; })},
           {type: "bar", name: "first seen in the period, reached within " + days + "d", color: "#5470c6",
            data: conv.map(function (r) { return r.reached_within_window; })},
