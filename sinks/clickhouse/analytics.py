@@ -306,14 +306,17 @@ def backfills(database: str) -> list[str]:
     return [rollup.backfill(database) for rollup in ROLLUPS]
 
 
-def rebuild_customer_state(database: str) -> list[str]:
+def rebuild_customer_state(database: str, dialect: Dialect) -> list[str]:
     """Drop `customer_state`, its materialized view and the view over it, for `migrations()` to
     create them anew and backfill them from `transitions` (a rollup that changed shape: states of
-    another shape cannot be altered into it). Nothing is lost: the rollup is derived.
+    another shape cannot be altered into it). Nothing is lost: the rollup is derived. On current
+    servers `SYNC` drops at once (an Atomic database delays a drop; on a cluster the replicated
+    table's ZooKeeper path must be free for the CREATE that follows).
     """
     db = _db(database)
-    return [f"DROP TABLE IF EXISTS {db}.customer_state_mv", f"DROP TABLE IF EXISTS {db}.customer_current_stage",
-            f"DROP TABLE IF EXISTS {db}.customer_state"]
+    sync = " SYNC" if dialect.modern else ""
+    return [f"DROP TABLE IF EXISTS {db}.{name}{sync}"
+            for name in ("customer_state_mv", "customer_current_stage", "customer_state")]
 
 
 def analytics_migrations(database: str, dialect: Dialect) -> list[str]:

@@ -82,6 +82,8 @@ def migrate(url: BackendURL, rebuild: bool = False,
 
     A `transitions` table of the layout before corrections is moved to the current one when
     `rebuild` is set (tables.rebuild_for_corrections), and refused otherwise (RebuildNeeded).
+    A `customer_state` from before the first touch is dropped and rebuilt from `transitions`
+    (analytics.rebuild_customer_state), on one server or on the cluster.
     On a cluster (`placement`) every statement goes `ON CLUSTER` (each server must be up: the
     distributed DDL queue waits for all of them) and the backfills insert synchronously.
     """
@@ -103,16 +105,8 @@ def migrate(url: BackendURL, rebuild: bool = False,
                     "(`journey migrate --rebuild` without a cluster), then move it to the cluster as README "
                     "\"Moving a single server to a cluster\" says")
             statements += rebuild_for_corrections(url.database, backend.dialect)
-        elif _predates_first_touch(backend, url.database):
-            if placement.cluster:
-                raise RebuildNeeded(
-                    f"{url.database}.customer_state was created before it kept the first touch (channel, influence "
-                    "and campaign of each person's aware row): drop it on every server, with its materialized view "
-                    f"and the view over it (DROP TABLE {url.database}.customer_state_mv, "
-                    f"{url.database}.customer_current_stage, {url.database}.customer_state and "
-                    f"{url.database}.customer_state_local ON CLUSTER {placement.cluster} SYNC), then run "
-                    "`journey migrate` again: it rebuilds them from transitions")
-            statements += rebuild_customer_state(url.database)
+        elif _predates_first_touch(backend, url.database):  # a derived rollup: dropped, rebuilt, backfilled
+            statements += placement.render(rebuild_customer_state(url.database, backend.dialect))
         rendered = migrations(url.database, backend.dialect, placement)
         _check_engines(backend, url.database, rendered)
         statements += rendered

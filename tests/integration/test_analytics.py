@@ -679,28 +679,41 @@ def test_the_first_touch_is_the_live_aware_rows_whatever_the_arrival_order(url: 
         "reached_within_window"] == 1  # the window is inclusive
 
 
+def customer_state_before_first_touch(database: str, dialect: Any) -> list[str]:
+    """Statements that replace the customer_state family by its shape before issue 16 (no
+    aware_channel / influence / campaign, no first_*), empty: the old tables of an upgrade."""
+    import re
+
+    from sinks.clickhouse.analytics import analytics_migrations, rebuild_customer_state
+
+    out = rebuild_customer_state(database, dialect)
+    for statement in analytics_migrations(database, dialect):
+        if "customer_state" not in statement.split("\n")[0] and "customer_current_stage" not in statement[:80]:
+            continue
+        if statement.startswith("INSERT"):
+            continue
+        old = "\n".join(line for line in statement.splitlines()
+                        if not re.search(r"\b(aware|first)_(channel|influence|campaign)\b", line))
+        out.append(re.sub(r",([ \t]*(--[^\n]*)?\n\s*(FROM|\)))", r"\1", old))  # the last item's comma
+    return out
+
+
 def test_migrate_rebuilds_a_customer_state_from_before_the_first_touch(
     blank_url: BackendURL, transitions: list[Transition]
 ) -> None:
     """A database migrated before customer_state kept the first touch: `journey migrate` drops and
     rebuilds that rollup from transitions; the report is then whole."""
-    import re
-
-    from sinks.clickhouse.analytics import analytics_migrations
-
     migrate(blank_url)
     sample = [t for t in transitions if t.customer_id < "c0000500"]
-    insert(blank_url, [transition_row(t) for t in sample])
     backend = blank_url.open()
-    try:  # the customer_state family as it was: no aware_channel / influence / campaign, no first_*
-        for name in ("customer_state_mv", "customer_current_stage", "customer_state"):
-            backend.execute(f"DROP TABLE {blank_url.database}.{name}")
-        for statement in analytics_migrations(blank_url.database, backend.dialect):
-            if "customer_state" not in statement.split("\n")[0] and "customer_current_stage" not in statement[:80]:
-                continue
-            old = "\n".join(line for line in statement.splitlines()
-                            if not re.search(r"\b(aware|first)_(channel|influence|campaign)\b", line))
-            backend.execute(re.sub(r",([ \t]*(--[^\n]*)?\n\s*(FROM|\)))", r"\1", old))  # the last item's comma
+    try:
+        for statement in customer_state_before_first_touch(blank_url.database, backend.dialect):
+            backend.execute(statement)
+    finally:
+        backend.close()
+    insert(blank_url, [transition_row(t) for t in sample])  # rows the old rollup took in
+    backend = blank_url.open()
+    try:
         columns = {row[0] for row in backend.query(
             "SELECT name FROM system.columns WHERE database = {db:String} AND table = 'customer_state'",
             {"db": blank_url.database}).rows}
