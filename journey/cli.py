@@ -272,7 +272,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.format == "html" and args.output is None and sys.stdout.isatty():
         raise JourneyError("--format html writes a web page: add -o FILE (e.g. -o report.html)")
     url = backend_url(settings_from(args))
-    report = build_report(url, args.brand, args.since, args.until, top=args.top)
+    report = build_report(url, args.brand, args.since, args.until, top=args.top, window_days=args.window)
     text = render_report(report, args.format)
     if args.output is None:
         sys.stdout.write(text)
@@ -376,15 +376,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p, CLICKHOUSE)
     p.set_defaults(run=cmd_sql)
 
-    from journey.report import DEFAULT_TOP, FORMATS, parse_day
+    from journey.report import DEFAULT_TOP, DEFAULT_WINDOW_DAYS, FORMATS, parse_day, parse_window
 
     p = sub.add_parser("report", help="Kotler's 5A metrics of a brand and period (PAR, BAR, shape, flows, ...), "
                        "as text, JSON, CSV or an HTML page with charts",
                        description="Print, for one brand and period, the customers entering each stage (with a bar "
                        "chart), PAR, BAR and the four stage ratios (n/a when a denominator is 0), the path shape "
                        "and its distance to the bow tie, how people move between stages (every from -> to move, "
-                       "skips included), weekly entries, the influence-zone and channel mix, time to convert, "
-                       "referral reach, weekly cohorts and current stages. Each section runs a file of the query "
+                       "skips included), weekly entries, the influence-zone and channel mix, the stage counts and "
+                       "ratios by first touch (the acquisition channel, influence zone and campaign of each person's "
+                       "first contact), funnel conversion within a window (--window) beside the period counts, time "
+                       "to convert, referral reach, weekly cohorts and current stages. Each section runs a file of the query "
                        "library (sinks/clickhouse/sql/; see docs/analysts.md). The period is UTC days "
                        "[since, until): a customer counts in a stage when they entered it on one of those days. "
                        "The report states the first and last transition it covers, says so when the brand or "
@@ -402,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the report to FILE instead of standard output (needed for html on a terminal)")
     p.add_argument("--top", type=int, default=DEFAULT_TOP, metavar="N", help="advocates listed [default: %(default)s]")
+    p.add_argument("--window", type=parse_window, default=DEFAULT_WINDOW_DAYS, metavar="DAYS",
+                   help="conversion window, whole days (30d or 30): the share of the persons first seen in the "
+                   "period that entered each stage within that many days of their first contact [default: %(default)sd]")
     _add_settings(p, CLICKHOUSE)
     p.set_defaults(run=cmd_report)
 

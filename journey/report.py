@@ -8,6 +8,13 @@ The period is a range of UTC days, `[since, until)`: a customer counts in a stag
 transition that entered it occurred on one of those days (the rollups are daily). Without
 `--since` / `--until` the report covers all data.
 
+Breakdowns by first touch: stage counts and ratios per channel, influence zone and campaign of
+each person's first contact (their live aware transition), every entry of the period counted
+under the first touch of the person who made it. Conversion window (`--window`, default 30
+days): of the persons first seen in the period, the share that entered each stage within the
+window — funnel conversion as PostHog and Mixpanel define it — beside the period counts; the
+section's note says which figure is which.
+
 Honest edges: the report states the first and last transition time of the data it covers;
 a brand or period without data says so (`no_data`) instead of printing a path of zeros; the
 weekly series (stage entries, cohorts) run over every week of the covered days, empty weeks as
@@ -22,6 +29,7 @@ page with charts: reports/html.py, fed the JSON document).
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -35,6 +43,7 @@ from journey.errors import JourneyError
 from journey.output import render
 from reports.formatting import LABELS
 from reports.formatting import cell as _text
+from reports.formatting import note
 from reports.formatting import duration  # noqa: F401 - part of this module's interface
 from sinks.clickhouse.analytics import DERIVED_TABLES, VIEWS, LibraryQuery, library_query
 
@@ -48,6 +57,18 @@ BAR_WIDTH = 40
 
 #: Runs one query with `{name:Type}` parameters.
 Runner = Callable[[str, Mapping[str, Any]], "QueryResult"]
+
+
+def parse_window(text: str) -> int:
+    """A conversion window in whole days, `30d` or `30` (argparse type of --window)."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+)\s*d?\s*", text)
+    if not match or int(match.group(1)) < 1:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"{text!r} is not a window: use whole days, e.g. 30d (or 30)")
+    return int(match.group(1))
 
 
 def parse_day(text: str) -> date:
@@ -114,16 +135,23 @@ class Spec:
     record: bool = False  # one row, shown as "label  value" lines
     keys: int = 1  # leading columns that name a row (the CSV's key: joined with " -> ")
     derived: tuple[str, ...] = ()  # columns computed here, not read from the query
+    params: tuple[tuple[str, Any], ...] = ()  # the query's parameters besides brand, period, limit, window
 
 
 COUNTS = tuple((stage, _int) for stage in STAGES)
+RATIOS = tuple((name, _float) for name in ("par", "bar", "attraction", "curiosity", "commitment", "affinity"))
+DEFAULT_WINDOW_DAYS = 30
+#: Breakdowns by first touch: (section key suffix and `by` value, what the title calls it).
+FIRST_TOUCH = (("channel", "acquisition channel"), ("influence", "influence zone of the first contact"),
+               ("campaign", "campaign of the first contact"))
 WEEK_DAYS = (("days", _int), ("partial", _bool))  # days of the week the report covers; partial: < 7
 SPECS = (
-    Spec("stage_entries", "Customers entering each stage", "stage_entries", (("stage", _str), ("customers", _int))),
-    Spec("ratios", "Ratios", None, tuple((name, _float) for name in
-                                         ("par", "bar", "attraction", "curiosity", "commitment", "affinity")),
-         record=True),
+    Spec("stage_entries", "Customers entering each stage (period counts)", "stage_entries", (("stage", _str), ("customers", _int))),
+    Spec("ratios", "Ratios", None, RATIOS, record=True),
     Spec("path_shape", "Path shape", None, (("shape", _str), ("bow_tie_distance", _float)), record=True),
+    Spec("conversion_window", "Conversion within {window} days of first contact", "conversion_window",
+         (("stage", _str), ("entered_in_period", _int), ("first_seen_in_period", _int),
+          ("reached_within_window", _int), ("window_conversion", _float)), derived=("entered_in_period",)),
     Spec("flows", "How people move: customers per move between stages (skips included; none = first contact)",
          "flows", (("from_stage", _str), ("to_stage", _str), ("kind", _str), ("customers", _int),
                    ("first_at", _time), ("last_at", _time)), keys=2),
@@ -132,7 +160,11 @@ SPECS = (
     Spec("influence_mix", "What moved them: influence zone per stage", "influence_mix",
          (("stage", _str), ("customers", _int), ("own", _int), ("other", _int), ("outer", _int),
           ("own_share", _float), ("other_share", _float), ("outer_share", _float))),
-    Spec("channel_mix", "Channels per stage", "channel_mix", (("channel", _str), *COUNTS)),
+    Spec("channel_mix", "Channels per stage (the channel of the event that moved them: triggering channel)",
+         "channel_mix", (("channel", _str), *COUNTS)),
+    *(Spec(f"first_touch_{by}", f"By {what} (first touch: each entry counted under its person's first contact)",
+           "first_touch", (("first_touch", _str), *COUNTS, *RATIOS), params=(("by", by),))
+      for by, what in FIRST_TOUCH),
     Spec("time_to_convert", "Time to convert", "time_to_convert",
          (("step", _str), ("customers", _int), ("p25_ms", _opt_int), ("p50_ms", _opt_int),
           ("p75_ms", _opt_int), ("p90_ms", _opt_int))),
@@ -176,6 +208,7 @@ class Report:
     first_event: str | None = None  # the first and last transition in the period (event time, UTC)
     last_event: str | None = None
     no_data: str | None = None  # why the report is empty, when it is
+    window_days: int = DEFAULT_WINDOW_DAYS  # the conversion window (section conversion_window)
 
     @property
     def stage_counts(self) -> dict[str, int]:
@@ -194,6 +227,7 @@ class Report:
             "first_event": self.first_event,
             "last_event": self.last_event,
             "no_data": self.no_data,
+            "window_days": self.window_days,
             "sections": {key: section.as_json() for key, section in self.sections.items()},
         }
 
@@ -214,7 +248,7 @@ def _zero_filled(spec: Spec, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...
 
 
 def collect(run: Runner, database: str, brand: str, since: date | None = None, until: date | None = None,
-            *, top: int = DEFAULT_TOP) -> Report:
+            *, top: int = DEFAULT_TOP, window_days: int = DEFAULT_WINDOW_DAYS) -> Report:
     """Run every section's query through `run` and return the report (no rendering)."""
     first, last = since or ALL_TIME[0], until or ALL_TIME[1]
     if first >= last:
@@ -222,17 +256,19 @@ def collect(run: Runner, database: str, brand: str, since: date | None = None, u
     server = str(run("SELECT version() AS version", {}).rows[0][0])
     version = _version(server)
     _check_migrated(run, database)
-    params = {"brand": brand, "since": first.isoformat(), "until": last.isoformat(), "limit": top}
+    params = {"brand": brand, "since": first.isoformat(), "until": last.isoformat(), "limit": top,
+              "window_days": window_days}
     sections: dict[str, Section] = {}
     for spec in SPECS:
         if spec.query is None:
             continue
-        section = Section(spec.key, spec.title, tuple(name for name, _ in spec.columns), record=spec.record)
+        section = Section(spec.key, spec.title.format(window=window_days), tuple(name for name, _ in spec.columns),
+                          record=spec.record)
         query = library_query(spec.query)
         if query.requires and version < query.requires:
             section.unavailable = f"needs ClickHouse >= {'.'.join(map(str, query.requires))} (server is {server})"
         else:
-            section.rows = _typed(spec, run(query.sql(database), params))
+            section.rows = _typed(spec, run(query.sql(database), {**params, **dict(spec.params)}))
         sections[spec.key] = section
     for key in ("stage_entries", "influence_mix", "current_stage"):  # every stage, even if nobody entered it
         if not sections[key].unavailable:
@@ -244,7 +280,11 @@ def collect(run: Runner, database: str, brand: str, since: date | None = None, u
     for key, blank in (("stage_entries_weekly", 0), ("cohorts_weekly", None)):
         if not sections[key].unavailable:
             sections[key].rows = _weeks(sections[key].rows, covered, len(SPEC[key].columns) - 3, blank)
-    metrics = PathMetrics.from_counts(dict(sections["stage_entries"].rows))
+    counts = dict(sections["stage_entries"].rows)
+    window = sections["conversion_window"]
+    if not window.unavailable:  # the period counts beside the windowed figures
+        window.rows = [(row[0], counts.get(row[0], 0), *row[1:]) for row in window.rows]
+    metrics = PathMetrics.from_counts(counts)
     ratios = Section("ratios", SPEC["ratios"].title, tuple(name for name, _ in SPEC["ratios"].columns), record=True,
                      rows=[(metrics.par, metrics.bar, *metrics.stage_ratios.values())])
     no_data = None if flows else _no_data(run, database, brand, since, until)
@@ -252,7 +292,7 @@ def collect(run: Runner, database: str, brand: str, since: date | None = None, u
                     rows=[(None if no_data else metrics.shape, metrics.bow_tie_distance)])
     sections.update(ratios=ratios, path_shape=shape)
     return Report(brand, since, until, server, {spec.key: sections[spec.key] for spec in SPECS},
-                  first_event, last_event, no_data)
+                  first_event, last_event, no_data, window_days)
 
 
 def _covered_days(first: date, last: date, first_event: str | None, last_event: str | None) -> tuple[date, date] | None:
@@ -330,7 +370,7 @@ def _check_migrated(run: Runner, database: str) -> None:
 
 
 def build_report(url: BackendURL, brand: str, since: date | None = None, until: date | None = None,
-                 *, top: int = DEFAULT_TOP) -> Report:
+                 *, top: int = DEFAULT_TOP, window_days: int = DEFAULT_WINDOW_DAYS) -> Report:
     """Open the configured backend (or, for a chDB directory a worker holds, ask that worker) and collect."""
     from journey.sql_endpoint import query_owner
     from sinks.clickhouse.backends import ChdbLocked, QueryError
@@ -343,11 +383,11 @@ def build_report(url: BackendURL, brand: str, since: date | None = None, until: 
             raise JourneyError(str(exc)) from None
         owner = exc.owner
         return collect(lambda sql, params: query_owner(owner, sql, dict(params)),
-                       url.database, brand, since, until, top=top)
+                       url.database, brand, since, until, top=top, window_days=window_days)
     except SinkUnavailable as exc:
         raise JourneyError(str(exc)) from None
     try:
-        return collect(backend.query, url.database, brand, since, until, top=top)
+        return collect(backend.query, url.database, brand, since, until, top=top, window_days=window_days)
     except (SinkUnavailable, QueryError) as exc:
         raise JourneyError(str(exc)) from None
     finally:
@@ -447,6 +487,8 @@ def render_table(report: Report) -> str:
             out.append("  (none in this period)")
         else:
             out += _grid(section.columns, section.rows)
+        if (text := note(key, report.window_days)) and not section.unavailable:
+            out += textwrap.wrap(text, 100, initial_indent="  ", subsequent_indent="  ")
     return "\n".join(out) + "\n"
 
 
@@ -467,6 +509,7 @@ def render_csv(report: Report) -> str:
         ("report", "", "last_event", report.last_event),
         ("report", "", "no_data", report.no_data),
         ("report", "", "server", report.server),
+        ("report", "", "window_days", report.window_days),
     ]
     for key, section in report.sections.items():
         if section.unavailable:

@@ -20,6 +20,22 @@ LABELS = {
 }
 
 
+#: What kind of figure each column of a section is, where a section mixes the two kinds.
+NOTES = {
+    "conversion_window": (
+        "entered_in_period is a period count: everyone entering the stage in the period, whenever first seen "
+        "(as above). first_seen_in_period, reached_within_window and window_conversion are funnel conversion "
+        "(as PostHog and Mixpanel define it): the persons first seen in the period, and how many of them entered "
+        "the stage within {window} days of their first contact (in the period or after it)."),
+}
+
+
+def note(key: str, window_days: int) -> str | None:
+    """The section's note on which figures are period counts and which funnel conversion."""
+    text = NOTES.get(key)
+    return text.format(window=window_days) if text else None
+
+
 def duration(ms: int | None) -> str:
     """Milliseconds for people: 850ms, 42s, 3m 20s, 5h 12m, 2d 4h."""
     if ms is None:

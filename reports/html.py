@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from reports.formatting import LABELS, cell
+from reports.formatting import LABELS, cell, note
 
 ASSETS = Path(__file__).resolve().with_name("assets")
 
@@ -31,6 +31,10 @@ ASSETS = Path(__file__).resolve().with_name("assets")
 CHARTS = (
     ("path", "The 5A path", "Customers entering each stage in the period, with the conversion between "
      "neighbouring stages (attraction, curiosity, commitment, affinity).", ("stage_entries", "ratios")),
+    ("window", "Conversion within {window} days", "Funnel conversion (as PostHog and Mixpanel define it): of the "
+     "persons first seen in the period, the share that entered each stage within {window} days of their first "
+     "contact (line); beside it, the period counts: customers entering each stage in the period, whenever first "
+     "seen (bars).", ("conversion_window",)),
     ("flows", "How people move", "Every move between stages in the period, skips included (orange): "
      "a link's width is the number of customers who made that move; \"new\" is a first contact.", ("flows",)),
     ("weekly", "Stage entries per week", "Customers entering each stage per week (weeks from Monday, UTC); "
@@ -40,6 +44,14 @@ CHARTS = (
      "that moved them: own initiative, other people (peers), outer (marketing).", ("influence_mix",)),
     ("channels", "Channels per stage", "Customers entering each stage by the channel of the event that "
      "moved them ((none): the event had no channel).", ("channel_mix",)),
+    ("first-channel", "By acquisition channel (first touch)", "PAR and BAR per channel of each person's first "
+     "contact (bars), and the customers first seen in the period through it (line); every entry of the period "
+     "counts under its person's first touch.", ("first_touch_channel",)),
+    ("first-influence", "By influence zone of the first contact", "PAR and BAR per O-zone of each person's first "
+     "contact: own initiative, other people (peers), outer (marketing); line: customers first seen through it.",
+     ("first_touch_influence",)),
+    ("first-campaign", "By campaign of the first contact", "PAR and BAR per campaign of each person's first "
+     "contact ((none): no campaign); line: customers first seen through it.", ("first_touch_campaign",)),
     ("cohorts", "Weekly cohorts", "Customers by the week they were first seen (rows) and the share of "
      "them that has entered each later stage since; * marks a partial week.", ("cohorts_weekly",)),
     ("convert", "Time to convert", "How long customers took: aware -> act for customers who bought in "
@@ -56,7 +68,11 @@ TITLES = {
     "flows": "Moves between stages",
     "stage_entries_weekly": "Stage entries per week",
     "influence_mix": "Influence zone per stage",
-    "channel_mix": "Channels per stage",
+    "channel_mix": "Channels per stage (triggering channel)",
+    "conversion_window": "Conversion within the window beside the period counts",
+    "first_touch_channel": "By acquisition channel (first touch)",
+    "first_touch_influence": "By influence zone of the first contact",
+    "first_touch_campaign": "By campaign of the first contact",
     "time_to_convert": "Time to convert",
     "referral_reach": "Referral reach",
     "top_advocates": "Top advocates",
@@ -129,9 +145,11 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def section_table(key: str, section: Any) -> str:
+def section_table(key: str, section: Any, window_days: int = 30) -> str:
     """A section's figures as the text report shows them: a record as label/value lines, else a grid."""
     title = f"<h3 class=meta>{html.escape(TITLES.get(key, key))}</h3>"
+    if (text := note(key, window_days)) and not (isinstance(section, dict) and "unavailable" in section):
+        title += f"<p class=meta>{html.escape(text)}</p>"
     if isinstance(section, dict) and "unavailable" in section:
         return title + f"<p class=meta>{html.escape(section['unavailable'])}</p>"
     if isinstance(section, dict):
@@ -185,9 +203,11 @@ def render_html(doc: dict[str, Any]) -> str:
         parts.append(_kpis(doc))
     parts.append("<main>")
     shown = set()
+    window = doc.get("window_days", 30)
     for name, heading, what, keys in CHARTS:
+        heading, what = heading.format(window=window), what.format(window=window)
         chart = "" if doc.get("no_data") else f"<div class=chart id='chart-{name}' role=img aria-label='{html.escape(heading)}'></div>"
-        tables = "".join(section_table(key, doc["sections"][key]) for key in keys)
+        tables = "".join(section_table(key, doc["sections"][key], window) for key in keys)
         shown.update(keys)
         parts.append(f"<section class=card><h2>{html.escape(heading)}</h2><p class=what>{html.escape(what)}</p>"
                      f"{chart}<details{' open' if doc.get('no_data') else ''}><summary>figures</summary>{tables}"

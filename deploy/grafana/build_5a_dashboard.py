@@ -28,6 +28,8 @@ GRAFANA_PARAMS = {
     "since": "toDate($__fromTime)",
     "until": "toDate($__toTime) + 1",
     "limit": "10",
+    "by": "'${first_touch}'",
+    "window_days": "${window_days}",
 }
 
 # (query file, panel title, panel type, query type, width, height)
@@ -36,7 +38,10 @@ PANELS = [
     ("path_metrics", "PAR, BAR, stage ratios and shape", "table", "table", 16, 9),
     ("stage_entries_daily", "Stage entries per day", "timeseries", "timeseries", 24, 9),
     ("influence_mix", "What moves them: influence zone per stage", "table", "table", 12, 8),
-    ("channel_mix", "Channels per stage", "table", "table", 12, 8),
+    ("channel_mix", "Channels per stage (triggering channel)", "table", "table", 12, 8),
+    ("conversion_window", "Conversion within ${window_days} days of first contact (funnel conversion)", "table",
+     "table", 12, 8),
+    ("first_touch", "By first touch (${first_touch}): stage counts, PAR, BAR, stage ratios", "table", "table", 24, 9),
     ("time_to_convert", "Time to convert (ms)", "table", "table", 12, 7),
     ("referral_reach", "Referral reach and viral coefficient", "table", "table", 12, 7),
     ("top_advocates", "Top advocates", "table", "table", 12, 9),
@@ -99,6 +104,20 @@ def build() -> dict:
             "query": "SELECT DISTINCT brand FROM journey.stage_entries_daily ORDER BY brand",
             "current": {"text": "default", "value": "default"},
             "refresh": 2,
+        }, {
+            "name": "first_touch",
+            "label": "First touch by",
+            "description": "breakdown of the first-touch panel: channel, influence zone or campaign of the "
+            "person's first contact",
+            "type": "custom",
+            "query": "channel,influence,campaign",
+            "current": {"text": "channel", "value": "channel"},
+        }, {
+            "name": "window_days",
+            "label": "Conversion window (days)",
+            "type": "custom",
+            "query": "7,14,30,60,90",
+            "current": {"text": "30", "value": "30"},
         }]},
         "panels": panels,
     }

@@ -19,6 +19,7 @@
 
   function fmtInt(n) { return n == null ? "n/a" : Number(n).toLocaleString("en-US"); }
   function fmtRatio(x) { return x == null ? "n/a" : x.toFixed(3); }
+  function fmtShare(x) { return x == null ? "n/a" : (100 * x).toFixed(1) + "%"; }
   function fmtDuration(ms) {
     if (ms == null) return "n/a";
     var s = ms / 1000;
@@ -76,6 +77,67 @@
                   label: {show: true, position: "top", formatter: function (p) { return fmtInt(p.value); }}}]
       };
     });
+
+    // Conversion within the window (funnel conversion of the persons first seen in the period, line)
+    // beside the period counts (customers entering each stage in the period, bars).
+    draw("window", function () {
+      var conv = rows("conversion_window");
+      if (!conv) return null;
+      var days = doc.window_days;
+      return {
+        tooltip: {trigger: "axis", formatter: function (ps) {
+          var r = conv[ps[0].dataIndex];
+          return r.stage + "<br>period count: " + fmtInt(r.entered_in_period) + " entered in the period" +
+            "<br>funnel conversion: " + fmtInt(r.reached_within_window) + " of " + fmtInt(r.first_seen_in_period) +
+            " first seen in the period within " + days + " days (" + fmtShare(r.window_conversion) + ")";
+        }},
+        legend: {top: 0}, grid: {left: 56, right: 20, top: 76, bottom: 40, containLabel: true},
+        xAxis: {type: "category", data: conv.map(function (r) { return r.stage; })},
+        yAxis: [{type: "value", name: "customers"},
+                {type: "value", name: "conversion", min: 0, max: 1, axisLabel: {formatter: function (v) {
+                  return Math.round(100 * v) + "%"; }}, splitLine: {show: false}}],
+        series: [
+          {type: "bar", name: "period count", color: "#9fb3c8",
+           data: conv.map(function (r) { return r.entered_in_period; })},
+          {type: "bar", name: "first seen in the period, reached within " + days + "d", color: "#5470c6",
+           data: conv.map(function (r) { return r.reached_within_window; })},
+          {type: "line", name: "conversion within " + days + "d", yAxisIndex: 1, color: "#ee6666", symbolSize: 7,
+           data: conv.map(function (r) { return r.window_conversion; }),
+           label: {show: true, position: "top", fontSize: 10, formatter: function (p) { return fmtShare(p.value); }}}
+        ]
+      };
+    });
+
+    // Breakdowns by first touch: PAR and BAR per group (bars), customers first seen through it (line).
+    function firstTouch(name, key) {
+      draw(name, function () {
+        var groups = rows(key);
+        if (!groups) return null;
+        var label = function (r) { return r.first_touch || "(none)"; };
+        return {
+          tooltip: {trigger: "axis", axisPointer: {type: "shadow"}, formatter: function (ps) {
+            var r = groups[ps[0].dataIndex];
+            return label(r) + "<br>" + STAGES.map(function (s) { return s + " " + fmtInt(r[s]); }).join(" · ") +
+              "<br>PAR " + fmtRatio(r.par) + " · BAR " + fmtRatio(r.bar) + "<br>attraction " + fmtRatio(r.attraction) +
+              " · curiosity " + fmtRatio(r.curiosity) + " · commitment " + fmtRatio(r.commitment) +
+              " · affinity " + fmtRatio(r.affinity);
+          }},
+          legend: {top: 0}, grid: grid,
+          xAxis: {type: "category", data: groups.map(label),
+                  axisLabel: {interval: 0, rotate: groups.length > 6 ? 30 : 0}},
+          yAxis: [{type: "value", name: "ratio"}, {type: "value", name: "aware", splitLine: {show: false}}],
+          series: [
+            {type: "bar", name: "PAR (act / aware)", color: "#ee6666", data: groups.map(function (r) { return r.par; })},
+            {type: "bar", name: "BAR (advocate / aware)", color: "#9a60b4", data: groups.map(function (r) { return r.bar; })},
+            {type: "line", name: "aware (first seen)", yAxisIndex: 1, color: "#5470c6", symbolSize: 6,
+             data: groups.map(function (r) { return r.aware; })}
+          ]
+        };
+      });
+    }
+    firstTouch("first-channel", "first_touch_channel");
+    firstTouch("first-influence", "first_touch_influence");
+    firstTouch("first-campaign", "first_touch_campaign");
 
     // How people move: a Sankey of every from -> to move (skips in orange).
     draw("flows", function () {

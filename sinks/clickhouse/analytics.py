@@ -24,7 +24,10 @@ retraction (the retraction alone still counts as an entry and a retraction).
 - `customer_state` — one row per (brand, customer_id) after merges: per stage, the highest seq
   that entered it and the highest seq withdrawn from it (the stage is live when the first is
   higher: each new entry of a stage has a higher seq than the one it replaced), its time and
-  the dwell before it; fed by `customer_state_mv`.
+  the dwell before it, and the first touch: the channel, influence zone and campaign of the
+  row entering aware (by seq too, so a corrected aware row wins over the one it replaced);
+  fed by `customer_state_mv`. A database from before the first touch is rebuilt by `migrate`
+  (`rebuild_customer_state`).
 - `live_transitions` — the transitions that count: `transitions FINAL` without retracted rows.
 - Views that hide the `-Merge` functions: `stage_entries` (daily live counts) and
   `customer_current_stage` (one row per customer with a live journey; no FINAL needed).
@@ -53,6 +56,13 @@ LIVE = "uniqExactMerge(entries) - uniqExactMerge(retractions)"
 STAGE_BIT = {"aware": 2, "appeal": 4, "ask": 8, "act": 16, "advocate": 32}
 
 VIEWS = ("live_transitions", "stage_entries", "customer_current_stage")
+
+#: The first touch: fields of the row entering aware kept per customer, (name, what it is).
+FIRST_TOUCH_FIELDS = (("channel", "channel ('' when none)"), ("influence", "O-zone (own, other, outer)"),
+                      ("campaign", "campaign ('' when none)"))
+#: How each is read from a transitions row (as a String: one state type on every server version).
+FIRST_TOUCH_VALUE = {"channel": "ifNull(channel, '')", "influence": "toString(influence)",
+                     "campaign": "ifNull(campaign, '')"}
 
 
 def _db(database: str) -> str:
@@ -187,6 +197,8 @@ def _customer_state_columns(dialect: Dialect) -> list[tuple[str, str, str]]:
           for s in STAGES),
         *((f"ms_to_{s}", "AggregateFunction(argMaxIf, UInt64, UInt32, UInt8)",
            f"dwell_ms of that row entering {s}: time in the stage before") for s in LATER_STAGES),
+        *((f"aware_{field}", "AggregateFunction(argMaxIf, String, UInt32, UInt8)",
+           f"{what} of that row entering aware: the first touch") for field, what in FIRST_TOUCH_FIELDS),
     ]
 
 
@@ -198,13 +210,17 @@ def _customer_state_select(db: str) -> str:
     dwell = ",\n".join(
         f"    argMaxIfState(ifNull(dwell_ms, toUInt64(0)), seq, to_stage = '{s}') AS ms_to_{s}" for s in LATER_STAGES
     )
+    touch = ",\n".join(
+        f"    argMaxIfState(CAST({FIRST_TOUCH_VALUE[field]} AS String), seq, to_stage = 'aware') AS aware_{field}"
+        for field, _ in FIRST_TOUCH_FIELDS)
     return f"""SELECT
     brand,
     customer_id,
 {seqs},
 {withdrawn},
 {entered},
-{dwell}
+{dwell},
+{touch}
 FROM {db}.transitions
 GROUP BY brand, customer_id"""
 
@@ -242,6 +258,8 @@ def create_customer_current_stage_view(database: str) -> str:
     live = ",\n".join(f"        maxIfMerge({s}_seq) > maxIfMerge({s}_withdrawn) AS {s}_live" for s in STAGES)
     times = ",\n".join(f"        argMaxIfMerge({s}_at) AS {s}_at_" for s in STAGES)
     dwell = ",\n".join(f"        argMaxIfMerge(ms_to_{s}) AS ms_to_{s}_" for s in LATER_STAGES)
+    touch = ",\n".join(f"        argMaxIfMerge(aware_{field}) AS first_{field}" for field, _ in FIRST_TOUCH_FIELDS)
+    touch_out = ", ".join(f"first_{field}" for field, _ in FIRST_TOUCH_FIELDS)
     entered = ",\n".join(f"    if({s}_live, {s}_at_, NULL) AS {s}_at" for s in LATER_STAGES)
     current = ", ".join(f"{s}_live, '{s}'" for s in reversed(STAGES))
     since = ", ".join(f"{s}_live, {s}_at_" for s in reversed(LATER_STAGES))
@@ -258,7 +276,8 @@ SELECT
     if(act_live, if(appeal_live, ms_to_appeal_, 0) + if(ask_live, ms_to_ask_, 0) + ms_to_act_, NULL)
         AS aware_to_act_ms,
     if(act_live AND advocate_live, ms_to_advocate_, NULL) AS act_to_advocate_ms,
-    toUInt8({bits}) AS stages_entered
+    toUInt8({bits}) AS stages_entered,
+    {touch_out}
 FROM
 (
     SELECT
@@ -266,7 +285,8 @@ FROM
         customer_id,
 {live},
 {times},
-{dwell}
+{dwell},
+{touch}
     FROM {db}.customer_state
     GROUP BY brand, customer_id
 )
@@ -284,6 +304,19 @@ def backfills(database: str) -> list[str]:
     and any written between creating a view and this statement (counted twice, harmlessly).
     """
     return [rollup.backfill(database) for rollup in ROLLUPS]
+
+
+def rebuild_customer_state(database: str, dialect: Dialect) -> list[str]:
+    """Drop `customer_state`, its materialized view and the view over it, for `migrations()` to
+    create them anew and backfill them from `transitions` (a rollup that changed shape: states of
+    another shape cannot be altered into it). Nothing is lost: the rollup is derived. On current
+    servers `SYNC` drops at once (an Atomic database delays a drop; on a cluster the replicated
+    table's ZooKeeper path must be free for the CREATE that follows).
+    """
+    db = _db(database)
+    sync = " SYNC" if dialect.modern else ""
+    return [f"DROP TABLE IF EXISTS {db}.{name}{sync}"
+            for name in ("customer_state_mv", "customer_current_stage", "customer_state")]
 
 
 def analytics_migrations(database: str, dialect: Dialect) -> list[str]:

@@ -21,6 +21,9 @@ or view comes out right without a line here:
   and reading from the `_local` tables: the view fires on the replica that receives an insert
   into its shard's `s_local`, its output part replicates like any other (no double counting).
 - `CREATE VIEW` -> `ON CLUSTER`, body unchanged: it reads the Distributed tables.
+- `DROP TABLE IF EXISTS db.x [SYNC]` (a rollup rebuilt by a migration) -> `ON CLUSTER`, for
+  `db.x` and for `db.x_local` (a table's shards; `IF EXISTS` skips it for a view). `SYNC`
+  (current servers) frees a replicated table's ZooKeeper path at once, for the CREATE after it.
 - `INSERT INTO db.t SELECT ... FROM db.s` (a backfill) -> unchanged: it reads and writes
   through the Distributed tables (run it with `insert_distributed_sync=1`: `INSERT_SETTINGS`).
 
@@ -48,6 +51,7 @@ _CREATE_TABLE = re.compile(rf"^CREATE TABLE IF NOT EXISTS {_NAME}(\s*\(.*?\n\))\
                            re.S)
 _CREATE_MV = re.compile(rf"^CREATE MATERIALIZED VIEW IF NOT EXISTS {_NAME} TO {_NAME}( AS\s.*)$", re.S)
 _CREATE_VIEW = re.compile(rf"^CREATE VIEW IF NOT EXISTS {_NAME}( AS\s.*)$", re.S)
+_DROP = re.compile(rf"^DROP TABLE IF EXISTS {_NAME}( SYNC)?$")
 _INSERT_SELECT = re.compile(rf"^INSERT INTO {_NAME}(?:\s*\([^)]*\))?\s+SELECT\s.*$", re.S)
 _CUSTOMER_COLUMN = re.compile(r"^\s+customer_id\s", re.M)
 
@@ -106,6 +110,10 @@ class Placement:
         if m := _CREATE_VIEW.match(sql):
             db, name, body = m.groups()
             return [f"CREATE VIEW IF NOT EXISTS {db}.{name} ON CLUSTER {c}{body}"]
+        if m := _DROP.match(sql):
+            db, name, sync = m.groups()
+            return [f"DROP TABLE IF EXISTS {db}.{table} ON CLUSTER {c}{sync or ''}"
+                    for table in (name, name + LOCAL_SUFFIX)]
         if _INSERT_SELECT.match(sql):
             return [sql]
         raise ValueError(f"cannot place this statement on a cluster (no rule for its kind):\n{sql[:200]}")

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from clickhouse_driver import errors as ch_errors
 
 from schemas import Transition
+from sinks.clickhouse.analytics import rebuild_customer_state
 from sinks.clickhouse.backends import Backend, BackendURL, QueryError
 from sinks.clickhouse.placement import SINGLE_SERVER, Placement
 from sinks.clickhouse.tables import (
@@ -68,12 +69,21 @@ def _predates_corrections(backend: Backend, database: str) -> bool:
     return bool(columns) and ("retracted",) not in {tuple(row) for row in columns}
 
 
+def _predates_first_touch(backend: Backend, database: str) -> bool:
+    """A `customer_state` rollup from before it kept the first touch (issue 16)."""
+    columns = {row[0] for row in backend.query(
+        f"SELECT name FROM system.columns WHERE database = '{database}' AND table = 'customer_state'").rows}
+    return bool(columns) and "aware_channel" not in columns
+
+
 def migrate(url: BackendURL, rebuild: bool = False,
             placement: Placement = SINGLE_SERVER) -> tuple[Dialect, list[str]]:
     """Create the database and tables if missing; returns the dialect and statements run.
 
     A `transitions` table of the layout before corrections is moved to the current one when
     `rebuild` is set (tables.rebuild_for_corrections), and refused otherwise (RebuildNeeded).
+    A `customer_state` from before the first touch is dropped and rebuilt from `transitions`
+    (analytics.rebuild_customer_state), on one server or on the cluster.
     On a cluster (`placement`) every statement goes `ON CLUSTER` (each server must be up: the
     distributed DDL queue waits for all of them) and the backfills insert synchronously.
     """
@@ -95,6 +105,8 @@ def migrate(url: BackendURL, rebuild: bool = False,
                     "(`journey migrate --rebuild` without a cluster), then move it to the cluster as README "
                     "\"Moving a single server to a cluster\" says")
             statements += rebuild_for_corrections(url.database, backend.dialect)
+        elif _predates_first_touch(backend, url.database):  # a derived rollup: dropped, rebuilt, backfilled
+            statements += placement.render(rebuild_customer_state(url.database, backend.dialect))
         rendered = migrations(url.database, backend.dialect, placement)
         _check_engines(backend, url.database, rendered)
         statements += rendered

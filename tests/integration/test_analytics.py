@@ -140,8 +140,20 @@ def expected_span(transitions: Iterable[Transition], brand: str, since: date, un
             "last_event": max(map(_second, in_period), default=None)}
 
 
+def _ratios(counts: dict[str, int]) -> dict[str, float | None]:
+    """PAR, BAR and the stage ratios of one group's stage counts (None: denominator 0)."""
+    return {"par": _ratio(counts["act"], counts["aware"]), "bar": _ratio(counts["advocate"], counts["aware"]),
+            "attraction": _ratio(counts["appeal"], counts["aware"]), "curiosity": _ratio(counts["ask"], counts["appeal"]),
+            "commitment": _ratio(counts["act"], counts["ask"]), "affinity": _ratio(counts["advocate"], counts["act"])}
+
+
+def _first_touch(t: Transition, by: str) -> str:
+    """The first touch as first_touch.sql groups it: the aware row's channel, zone or campaign ('' = none)."""
+    return {"channel": t.channel, "influence": t.influence, "campaign": t.campaign}[by] or ""
+
+
 def expected_sections(transitions: Iterable[Transition], brand: str, since: date, until: date,
-                      top: int = TOP) -> dict[str, Any]:
+                      top: int = TOP, window_days: int = 30) -> dict[str, Any]:
     mine = [t for t in transitions if t.brand == brand]
     in_period = [t for t in mine if since <= _day(t) < until]
     moves: dict[tuple[str, str, str], list[Transition]] = defaultdict(list)
@@ -180,11 +192,25 @@ def expected_sections(transitions: Iterable[Transition], brand: str, since: date
     journeys: dict[str, list[Transition]] = defaultdict(list)
     for t in mine:
         journeys[t.customer_id].append(t)
+    for path in journeys.values():
+        path.sort(key=lambda t: t.seq)
+        assert path[0].to_stage == "aware"
+    aware_row = {customer: path[0] for customer, path in journeys.items()}
+    by_touch: dict[str, list[dict[str, Any]]] = {}
+    for by in ("channel", "influence", "campaign"):
+        groups: dict[str, Counter] = defaultdict(Counter)
+        for t in in_period:  # each entry of the period, under its person's first touch
+            groups[_first_touch(aware_row[t.customer_id], by)][t.to_stage] += 1
+        by_touch[by] = sorted(({"first_touch": key, **{s: n[s] for s in STAGES},
+                                **_ratios({s: n[s] for s in STAGES})} for key, n in groups.items()),
+                              key=lambda r: (-r["aware"], r["first_touch"]))
+    window = timedelta(days=window_days)
+    first_seen = [path for path in journeys.values() if since <= _day(path[0]) < until]
+    reached = Counter(t.to_stage for path in first_seen for t in path if t.occurred_at <= path[0].occurred_at + window)
     to_act, to_advocate = [], []
     cohorts: dict[str, Counter] = defaultdict(Counter)
     now: Counter = Counter()
     for path in journeys.values():
-        path.sort(key=lambda t: t.seq)
         at = {t.to_stage: t for t in path}
         if "act" in at and since <= _day(at["act"]) < until:
             to_act.append(sum(t.dwell_ms or 0 for t in path if t.to_stage in ("appeal", "ask", "act")))
@@ -207,12 +233,16 @@ def expected_sections(transitions: Iterable[Transition], brand: str, since: date
         "stage_entries": [{"stage": s, "customers": counts[s]} for s in STAGES],
         "ratios": {"par": metrics.par, "bar": metrics.bar, **metrics.stage_ratios},
         "path_shape": {"shape": metrics.shape if in_period else None, "bow_tie_distance": metrics.bow_tie_distance},
+        "conversion_window": [{"stage": s, "entered_in_period": counts[s], "first_seen_in_period": len(first_seen),
+                               "reached_within_window": reached[s],
+                               "window_conversion": _ratio(reached[s], len(first_seen))} for s in STAGES],
         "flows": flows,
         "stage_entries_weekly": [{"week": week, "days": days, "partial": partial,
                                   **{s: len(weekly[week][s]) for s in STAGES}}  # weeks without entries: zeros
                                  for week, days, partial in weeks],
         "influence_mix": influence,
         "channel_mix": channel_rows,
+        **{f"first_touch_{by}": rows for by, rows in by_touch.items()},
         "time_to_convert": convert,
         "referral_reach": {"referred": len(referred), "referring_advocates": len(by_advocate),
                            "advocates": advocates, "viral_coefficient": _ratio(len(referred), advocates),
@@ -269,10 +299,19 @@ def test_every_report_number_matches_replay_despite_redelivery_and_merges(
     assert {"skip", "forward"} == {move["kind"] for move in whole["flows"]}  # skips are moves of their own
     assert any(week["partial"] for week in whole["stage_entries_weekly"])
     assert_report(journey_report(url), whole, expected_span(transitions, "default", date(1970, 1, 1), date(2100, 1, 1)))
-    period = expected_sections(transitions, "default", *PERIOD)
+    for by in ("channel", "influence", "campaign"):  # first-touch groups add up to the stage counts
+        rows = whole[f"first_touch_{by}"]
+        assert len(rows) > 2
+        assert [sum(r[s] for r in rows) for s in STAGES] == [r["customers"] for r in whole["stage_entries"]]
+    period = expected_sections(transitions, "default", *PERIOD, window_days=2)
+    ever = expected_sections(transitions, "default", *PERIOD, window_days=10_000)["conversion_window"]
+    within, since_then = ([r["reached_within_window"] for r in rows] for rows in (period["conversion_window"], ever))
+    assert all(a <= b for a, b in zip(within, since_then)) and within != since_then  # the window cuts some off
+    act = period["conversion_window"][3]
+    assert act["reached_within_window"] != act["entered_in_period"]  # funnel conversion is not a period count
     span = {**expected_span(transitions, "default", *PERIOD), "no_data": None}
     since, until = (d.isoformat() for d in PERIOD)
-    assert_report(journey_report(url, "--since", since, "--until", until), period, span)
+    assert_report(journey_report(url, "--since", since, "--until", until, "--window", "2d"), period, span)
 
     def merge(backend: Backend) -> None:
         for table in DERIVED_TABLES:
@@ -280,7 +319,7 @@ def test_every_report_number_matches_replay_despite_redelivery_and_merges(
 
     with_backend(url, merge)
     assert with_backend(url, parts) == 1
-    assert_report(journey_report(url, "--since", since, "--until", until), period, span)
+    assert_report(journey_report(url, "--since", since, "--until", until, "--window", "2"), period, span)
 
     # the daily series for dashboards (not a report section) agrees with the same replay
     def daily(backend: Backend) -> list[dict[str, Any]]:
@@ -353,6 +392,16 @@ def test_kotlers_worked_example(url: BackendURL) -> None:
     assert report["ratios"] == {"par": pytest.approx(0.2), "bar": pytest.approx(0.1), "attraction": 0.0,
                                 "curiosity": None, "commitment": None, "affinity": pytest.approx(0.5)}
     assert report["path_shape"]["shape"] == "door knob"
+    assert report["conversion_window"] == [  # everyone bought within hours: 30 days holds them all
+        {"stage": s, "entered_in_period": n, "first_seen_in_period": 90, "reached_within_window": n,
+         "window_conversion": pytest.approx(n / 90)} for s, n in zip(STAGES, (90, 0, 0, 18, 9))]
+    assert report["first_touch_channel"] == [  # no channel on the first contact: one group, the whole path
+        {"first_touch": "", "aware": 90, "appeal": 0, "ask": 0, "act": 18, "advocate": 9, "par": pytest.approx(0.2),
+         "bar": pytest.approx(0.1), "attraction": 0.0, "curiosity": None, "commitment": None,
+         "affinity": pytest.approx(0.5)}]
+    assert [r["first_touch"] for r in report["first_touch_influence"]] == ["own"]
+    hour = journey_report(url, *args, "--window", "1d")["sections"]["conversion_window"]
+    assert [r["reached_within_window"] for r in hour] == [90, 0, 0, 18, 9]
 
     table = journey_report(url, *args, fmt="table")
     lines = {line.split("  ")[1].strip(): line.split()[-1] for line in table.splitlines()
@@ -369,6 +418,8 @@ def test_kotlers_worked_example(url: BackendURL) -> None:
     assert set(empty["ratios"].values()) == {None}
     assert empty["path_shape"] == {"shape": None, "bow_tie_distance": None}  # no data has no shape
     assert empty["flows"] == [] and empty["stage_entries_weekly"] == []
+    assert empty["first_touch_channel"] == empty["first_touch_campaign"] == []
+    assert [(r["first_seen_in_period"], r["window_conversion"]) for r in empty["conversion_window"]] == [(0, None)] * 5
     assert journey_report(url, "--brand", "kotler", "--since", "2026-04-01")["no_data"] == (
         "no data for brand kotler in 2026-04-01 to the end (UTC days, until exclusive): its transitions run from "
         "2026-03-02 to 2026-03-02 (UTC days)")
@@ -549,6 +600,9 @@ def test_retracted_rows_never_count_whatever_the_arrival_order(url: BackendURL, 
     insert(reference, [transition_row(t) for t in replayed])
     assert len(_live_rows(url)) == len(replayed)
     assert _live_rows(url) == _live_rows(reference)
+    live_aware = {t.customer_id: t for t in replayed if t.to_stage == "aware"}
+    assert any(t.to_stage == "aware" and t.channel != live_aware[t.customer_id].channel for t in retractions if
+               t.customer_id in live_aware)  # first touches corrected: a late earlier event came by another channel
     stream_report, replay_report = journey_report(url), journey_report(reference)
     assert stream_report["sections"] == replay_report["sections"]
     customers = len({(t.brand, t.customer_id) for t in replayed if t.brand == "default"})
@@ -593,3 +647,80 @@ def test_a_table_from_before_corrections_is_refused_then_rebuilt(blank_url: Back
         backend.close()
     customers = len({t.customer_id for t in replayed})
     assert journey_report(blank_url)["sections"]["stage_entries"][0]["customers"] == customers
+
+
+# -- the first touch (issue 16): corrected by a later aware row, kept through an upgrade ------------
+
+
+@pytest.mark.parametrize("order", ["in order", "correction first", "retraction last, originals re-sent"])
+def test_the_first_touch_is_the_live_aware_rows_whatever_the_arrival_order(url: BackendURL, order: str) -> None:
+    """An earlier contact arriving late replaces the aware row (retracted; a higher seq enters aware):
+    the breakdowns and the window follow the corrected first contact."""
+    start = datetime(2026, 4, 6, 9, tzinfo=timezone.utc)
+    ad = _transition("f1", 1, "none", "aware", start, brand="touch").model_copy(
+        update={"channel": "ad", "campaign": "spring_sale", "influence": "outer"})
+    bought = _transition("f1", 2, "aware", "act", start + timedelta(days=3), brand="touch")
+    # the late event: an email of the newsletter campaign 40 days earlier was the real first contact
+    retract = [ad.model_copy(update={"retracted": True}), bought.model_copy(update={"retracted": True})]
+    email = _transition("f1", 3, "none", "aware", start - timedelta(days=40), brand="touch").model_copy(
+        update={"channel": "email", "campaign": "newsletter", "influence": "outer"})
+    rebought = bought.model_copy(update={"seq": 4, "dwell_ms": 43 * 86_400_000})
+    first, corrected = [ad, bought], [*retract, email, rebought]
+    batches = {"in order": [first, corrected], "correction first": [corrected, first],
+               "retraction last, originals re-sent": [first, [email, rebought], retract, first]}[order]
+    for batch in batches:
+        insert(url, [transition_row(t) for t in batch])
+    report = journey_report(url, "--brand", "touch")["sections"]
+    assert [(r["first_touch"], r["aware"], r["act"]) for r in report["first_touch_campaign"]] == [("newsletter", 1, 1)]
+    assert [r["first_touch"] for r in report["first_touch_channel"]] == ["email"]
+    window = {r["stage"]: r["reached_within_window"] for r in report["conversion_window"]}
+    assert (window["aware"], window["act"]) == (1, 0)  # bought 43 days after the first contact
+    assert journey_report(url, "--brand", "touch", "--window", "43d")["sections"]["conversion_window"][3][
+        "reached_within_window"] == 1  # the window is inclusive
+
+
+def customer_state_before_first_touch(database: str, dialect: Any) -> list[str]:
+    """Statements that replace the customer_state family by its shape before issue 16 (no
+    aware_channel / influence / campaign, no first_*), empty: the old tables of an upgrade."""
+    import re
+
+    from sinks.clickhouse.analytics import analytics_migrations, rebuild_customer_state
+
+    out = rebuild_customer_state(database, dialect)
+    for statement in analytics_migrations(database, dialect):
+        if "customer_state" not in statement.split("\n")[0] and "customer_current_stage" not in statement[:80]:
+            continue
+        if statement.startswith("INSERT"):
+            continue
+        old = "\n".join(line for line in statement.splitlines()
+                        if not re.search(r"\b(aware|first)_(channel|influence|campaign)\b", line))
+        out.append(re.sub(r",([ \t]*(--[^\n]*)?\n\s*(FROM|\)))", r"\1", old))  # the last item's comma
+    return out
+
+
+def test_migrate_rebuilds_a_customer_state_from_before_the_first_touch(
+    blank_url: BackendURL, transitions: list[Transition]
+) -> None:
+    """A database migrated before customer_state kept the first touch: `journey migrate` drops and
+    rebuilds that rollup from transitions; the report is then whole."""
+    migrate(blank_url)
+    sample = [t for t in transitions if t.customer_id < "c0000500"]
+    backend = blank_url.open()
+    try:
+        for statement in customer_state_before_first_touch(blank_url.database, backend.dialect):
+            backend.execute(statement)
+    finally:
+        backend.close()
+    insert(blank_url, [transition_row(t) for t in sample])  # rows the old rollup took in
+    backend = blank_url.open()
+    try:
+        columns = {row[0] for row in backend.query(
+            "SELECT name FROM system.columns WHERE database = {db:String} AND table = 'customer_state'",
+            {"db": blank_url.database}).rows}
+        assert "aware_seq" in columns and "aware_channel" not in columns
+    finally:
+        backend.close()
+    migrate(blank_url)
+    expected = expected_sections(sample, "default", date(1970, 1, 1), date(2100, 1, 1))
+    assert_report(journey_report(blank_url), expected)
+    assert expected["first_touch_campaign"][1]["aware"] > 0

@@ -409,13 +409,58 @@ def test_the_cluster_ddl_for_current_clickhouse_parses_on_its_engine(tmp_path: P
         version = session.query("SELECT version()", "CSV").data().strip().strip('"')
         dialect = Dialect(tuple(int(x) for x in version.split(".")[:2]))  # type: ignore[arg-type]
         assert dialect.modern
-        statements = migrations("journey", dialect, Placement("journey"))
+        from sinks.clickhouse.analytics import rebuild_customer_state
+
+        statements = [*Placement("journey").render(rebuild_customer_state("journey", dialect)),
+                      *migrations("journey", dialect, Placement("journey"))]
         assert any("LowCardinality" in s and "Replicated" in s for s in statements)
         for statement in statements:
             escaped = statement.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")  # parameter text
             formatted = session.query("SELECT formatQuery({sql:String})", "TSVRaw", params={"sql": escaped}).data()
             assert formatted.strip(), statement
-            if statement.startswith("CREATE"):
+            if statement.startswith(("CREATE", "DROP")):
                 assert "ON CLUSTER journey" in formatted, formatted
     finally:
         session.close()
+
+
+def test_a_customer_state_from_before_the_first_touch_is_rebuilt_on_the_cluster(
+        cluster_pipeline: Pipeline, clickhouse_cluster: LocalCluster) -> None:
+    """Issue 16 added the first touch to customer_state: `journey migrate` on a cluster whose
+    rollup predates it drops it (its Distributed table and replicated shards, its materialized
+    view and the view over it) ON CLUSTER, creates it anew and backfills it from transitions."""
+    from fivea import Rules, replay
+    from journey.generate import generate, to_jsonl
+    from schemas import parse_event
+    from sinks.clickhouse.placement import INSERT_SETTINGS, Placement
+    from sinks.clickhouse.sink import transition_row
+    from sinks.clickhouse.tables import TRANSITION_COLUMNS
+    from tests.integration.test_analytics import customer_state_before_first_touch
+
+    pipeline, database = cluster_pipeline, cluster_pipeline.database
+    url = pipeline_url(pipeline)
+    transitions = list(replay([parse_event(to_jsonl(e)) for e in generate(400, seed=353)], Rules.default()))
+    backend = url.open()
+    try:
+        for statement in Placement(clickhouse_cluster.name).render(
+                customer_state_before_first_touch(database, backend.dialect)):
+            backend.execute(statement)
+        backend.insert("transitions", TRANSITION_COLUMNS, [transition_row(t) for t in transitions], INSERT_SETTINGS)
+    finally:
+        backend.close()
+    for node in clickhouse_cluster.nodes:
+        columns = {name for (name,) in node_query(
+            node, f"SELECT name FROM system.columns WHERE database = '{database}' AND table = 'customer_state_local'")}
+        assert "aware_seq" in columns and "aware_channel" not in columns
+
+    migrated = pipeline.journey("migrate", "--print").stdout.decode()
+    assert f"DROP TABLE IF EXISTS {database}.customer_state_local ON CLUSTER {clickhouse_cluster.name}" in migrated
+    for node in clickhouse_cluster.nodes:
+        engines = dict(node_query(node, f"SELECT name, engine FROM system.tables WHERE database = '{database}'"))
+        assert (engines["customer_state"], engines["customer_state_local"]) == (
+            "Distributed", "ReplicatedAggregatingMergeTree")
+        columns = {name for (name,) in node_query(
+            node, f"SELECT name FROM system.columns WHERE database = '{database}' AND table = 'customer_state_local'")}
+        assert "aware_channel" in columns
+    assert_report(journey_report(url), expected_sections(transitions, "default", *ALL_TIME))
+    assert "DROP TABLE" not in pipeline.journey("migrate", "--print").stdout.decode()  # rebuilt once

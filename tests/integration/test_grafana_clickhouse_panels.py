@@ -27,7 +27,7 @@ def grafana_to_clickhouse(sql: str) -> str:
     """What the Grafana ClickHouse plugin sends for a given time range and variables."""
     sql = re.sub(r"\$__timeFilter\((\w+)\)", rf"\1 >= toDateTime('{FROM}') AND \1 <= toDateTime('{TO}')", sql)
     return (sql.replace("$__fromTime", f"toDateTime('{FROM}')").replace("$__toTime", f"toDateTime('{TO}')")
-               .replace("${brand}", "default"))
+               .replace("${brand}", "default").replace("${first_touch}", "campaign").replace("${window_days}", "30"))
 
 
 def clickhouse_panels() -> list[tuple[str, str, str]]:

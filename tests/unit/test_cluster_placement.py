@@ -33,6 +33,19 @@ def test_a_single_server_gets_the_definitions_as_written(dialect: Dialect) -> No
 
 
 @pytest.mark.parametrize("dialect", [LEGACY, MODERN])
+def test_a_rollup_rebuilt_is_dropped_on_every_server_with_its_shards(dialect: Dialect) -> None:
+    from sinks.clickhouse.analytics import rebuild_customer_state
+
+    sync = " SYNC" if dialect.modern else ""
+    statements = rebuild_customer_state("journey", dialect)
+    assert SINGLE_SERVER.render(statements) == statements
+    assert CLUSTER.render(statements) == [
+        f"DROP TABLE IF EXISTS journey.{name} ON CLUSTER analytics{sync}"
+        for table in ("customer_state_mv", "customer_current_stage", "customer_state")
+        for name in (table, table + "_local")]
+
+
+@pytest.mark.parametrize("dialect", [LEGACY, MODERN])
 def test_every_create_goes_on_the_cluster(dialect: Dialect) -> None:
     for sql in CLUSTER.render(migrations("journey", dialect)):
         if sql.startswith("CREATE"):

@@ -15,7 +15,7 @@ import pytest
 import journey.report as report_module
 import reports.html as html_module
 from journey.errors import JourneyError
-from journey.report import SPECS, bars, collect, duration, parse_day, render_report
+from journey.report import SPECS, STAGES, bars, collect, duration, parse_day, parse_window, render_report
 from sinks.clickhouse.analytics import (
     DERIVED_TABLES,
     VIEWS,
@@ -152,6 +152,14 @@ class FakeServer:
                                          for move, n in self.flows if n])
         if name == "stage_entries_weekly":
             return QueryResult(columns, self.weekly)
+        if name == "conversion_window":  # of the aware, 12 bought and 5 advocated within the window
+            aware = self.counts.get("aware", 0)
+            reached = {"aware": aware, "act": min(aware, 12), "advocate": min(aware, 5)}
+            return QueryResult(columns, [(s, aware, reached.get(s, 0), reached.get(s, 0) / aware if aware else None)
+                                         for s in STAGES])
+        if name == "first_touch" and self.counts:
+            touch = {"channel": "ad", "influence": "outer", "campaign": "spring_sale"}[params["by"]]
+            return QueryResult(columns, [(touch, 90, 0, 0, 18, 9, 0.2, 0.1, 0.0, None, None, 0.5)])
         return QueryResult(columns, [])
 
 
@@ -361,3 +369,39 @@ def test_a_stage_ratio_above_one_is_explained_by_the_skips_into_its_stage():
     assert re.search(r"curiosity \(ask / appeal\)\s+2\.500$", text, re.M)
     assert "  curiosity > 1: 18 of the 25 customers entering ask skipped appeal (see How people move)" in text
     assert "attraction > 1" not in text and "commitment > 1" not in text
+
+
+# -- breakdowns by first touch and the conversion window (issue 16) --------------------------
+
+
+def test_windows_read_as_days():
+    assert parse_window("30d") == 30 and parse_window("7") == 7
+    for text in ("0", "week", "-3d", "2w"):
+        with pytest.raises(Exception, match="whole days"):
+            parse_window(text)
+
+
+def test_the_window_and_the_first_touch_are_sections_of_every_format():
+    server = FakeServer(KOTLER)
+    report = collect(server, "db1", "acme", date(2026, 1, 1), date(2026, 2, 1), window_days=7)
+    assert {params["by"] for sql, params in server.calls if "first_touch" in sql} == {"channel", "influence",
+                                                                                      "campaign"}
+    assert all(params["window_days"] == 7 for _, params in server.calls[2:])
+    doc = json.loads(render_report(report, "json"))
+    assert doc["window_days"] == 7
+    act = next(r for r in doc["sections"]["conversion_window"] if r["stage"] == "act")
+    assert act == {"stage": "act", "entered_in_period": 18, "first_seen_in_period": 90, "reached_within_window": 12,
+                   "window_conversion": pytest.approx(12 / 90)}  # the period count beside the windowed figure
+    assert [r["first_touch"] for r in doc["sections"]["first_touch_campaign"]] == ["spring_sale"]
+    assert doc["sections"]["first_touch_influence"][0]["par"] == pytest.approx(0.2)
+    text = render_report(report, "table")
+    assert "Conversion within 7 days of first contact" in text
+    assert "entered_in_period is a period count" in text and "are funnel" in text  # which figure is which
+    assert re.search(r"^By campaign of the first contact.*\n.*\n.*\n  spring_sale\s+90\s+0\s+0\s+18\s+9\s+0\.200", text, re.M)
+    rows = list(csv.DictReader(io.StringIO(render_report(report, "csv"))))
+    assert ("report", "window_days", "7") in {(r["section"], r["metric"], r["value"]) for r in rows}
+    assert ("first_touch_channel", "ad", "act", "18") in {(r["section"], r["key"], r["metric"], r["value"])
+                                                          for r in rows}
+    page = render_report(report, "html")
+    assert "Conversion within 7 days" in page and "chart-first-campaign" in page
+    assert "entered_in_period is a period count" in page
