@@ -194,7 +194,10 @@ def reconcile(state: CustomerState | None, published: list[Transition]) -> tuple
         elif t.seq not in withdrawn:
             live[t.seq] = t
     held = {entry.seq for entry in state.journey}
-    out = [_withdrawal(t) for seq, t in sorted(live.items()) if seq not in held]
+    # A journey written before journeys were kept (format < 3) stands for rows up to its legacy
+    # entry's seq: those rows are history the state does not list, not a lost attempt's.
+    history = max((entry.seq for entry in state.journey if entry.trigger is None), default=0)
+    out = [_withdrawal(t) for seq, t in sorted(live.items()) if seq not in held and seq > history]
     journey: list[Entry] = []
     if published and any(entry.seq in withdrawn for entry in state.journey):
         brand, customer_id = published[0].brand, published[0].customer_id

@@ -449,13 +449,22 @@ class PathService(GroupService):
         (`outputs_from`) up to our fence, under the readers' fencing rule (what the sink will
         store), and hands each customer's rows to the core's `reconcile`. The fixes go out like
         a batch: rows first, then the states. Nothing to do after a clean hand-over: the state
-        then records every row of its last batch.
+        then records every row of its last batch. Where no state record says where to start (a
+        crash before the partition's first state landed, or states written before this header)
+        the whole partition is read, once: after the first batch lands, the header says.
         """
         ranges = {}
+        unknown = [TopicPartition(self.settings.topic_transitions, p) for p in partitions
+                   if self.store.outputs_from(p) < 0]
+        beginnings = await self.reader.beginning_offsets(unknown) if unknown else {}
         for partition in partitions:
-            start, end = self.store.outputs_from(partition), self._outputs_end[partition] - 1  # before our fence
-            if 0 <= start < end:
-                ranges[TopicPartition(self.settings.topic_transitions, partition)] = (start, end)
+            tp = TopicPartition(self.settings.topic_transitions, partition)
+            start = self.store.outputs_from(partition)
+            if start < 0:
+                start = beginnings[tp]
+            end = self._outputs_end[partition] - 1  # before our fence
+            if start < end:
+                ranges[tp] = (start, end)
         if not ranges:
             return
         published: dict[tuple[int, bytes], list[Transition]] = defaultdict(list)

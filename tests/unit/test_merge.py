@@ -193,3 +193,17 @@ def test_a_crash_between_rows_and_state_ends_as_the_replay(events, rnd, data):
         log.extend(step.transitions)
     assert live(log) == live(replay(events, RULES))
     assert reconcile(state, log[tail_start:])[1] == []  # idempotent: nothing left to fix
+
+
+def test_reconcile_keeps_the_history_of_a_state_written_before_journeys_were_kept():
+    """A legacy state (format < 3) lists only its last row: the rows before it are not a lost attempt's."""
+    from fivea import CustomerState, reconcile
+    from fivea.merge import Entry
+
+    state = CustomerState((Entry(event_time_us(minute(5)), "", Stage.ASK, 2, None),), seq=2)
+    history = run([click("c", "page_view", at=minute(1), id="a"), click("c", "search", at=minute(5), id="b")])
+    assert reconcile(state, history) == (state, [])
+    lost = run([click("c", "page_view", at=minute(1), id="a"), click("c", "search", at=minute(5), id="b"),
+                purchase("c", at=minute(9), id="p")])
+    fixed, fixes = reconcile(state, lost)
+    assert [(t.seq, t.retracted) for t in fixes] == [(3, True)] and fixed.seq == 3
