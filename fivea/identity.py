@@ -21,10 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from fivea.merge import Entry, Row, chain_rows, correct
+from fivea.merge import Entry, chain_rows, correct, row_after
 from fivea.ordering import event_time_us
 from fivea.path import CustomerState, Step, publish
-from fivea.stages import LABELS
 from schemas import ANONYMOUS_PREFIX, AnyEvent, IdentifyEvent, Transition
 
 
@@ -150,9 +149,6 @@ def _absorb_forward(state: CustomerState, entries: Sequence[Entry], brand: str, 
             continue
         seq += 1
         entry = entry._replace(seq=seq)
-        row = Row(entry, LABELS[previous.stage], LABELS[entry.stage],
-                  "forward" if entry.stage == previous.stage + 1 else "skip",
-                  max(0, (entry.at_us - previous.at_us) // 1000))
-        transitions.append(publish(row, brand, customer_id))
+        transitions.append(publish(row_after(previous, entry), brand, customer_id))
         journey.append(entry)
     return Step(state._replace(journey=tuple(journey), seq=seq), transitions)

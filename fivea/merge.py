@@ -120,16 +120,24 @@ class Row(NamedTuple):
     dwell_ms: int | None
 
 
+def row_after(previous: Any, link: Any) -> Row:
+    """The row of `link` entered right after `previous` (None: the first contact).
+
+    The dwell is clamped at 0: in a merged chain links are in event-time order, so only an
+    entry appended to a journey written before journeys were kept (state format < 3) can
+    come before the entry it follows.
+    """
+    if previous is None:
+        return Row(link, "none", LABELS[link[2]], "forward" if link[2] == Stage.AWARE else "skip", None)
+    return Row(link, LABELS[previous[2]], LABELS[link[2]], "forward" if link[2] == previous[2] + 1 else "skip",
+               max(0, (link[0] - previous[0]) // 1000))
+
+
 def chain_rows(journey: Sequence[Any]) -> list[Row]:
     rows = []
     previous = None
     for link in journey:
-        from_stage = previous[2] if previous is not None else Stage.NONE
-        rows.append(Row(
-            link, LABELS[from_stage], LABELS[link[2]],
-            "forward" if link[2] == from_stage + 1 else "skip",
-            None if previous is None else (link[0] - previous[0]) // 1000,
-        ))
+        rows.append(row_after(previous, link))
         previous = link
     return rows
 

@@ -24,10 +24,10 @@ from __future__ import annotations
 from hashlib import blake2b
 from typing import NamedTuple
 
-from fivea.merge import Entry, Row, chain_rows, correct, event_entries, trigger_of
+from fivea.merge import Entry, Row, chain_rows, correct, event_entries, row_after, trigger_of
 from fivea.ordering import EPOCH, event_time_us, order_key, time_of_us
 from fivea.rules import Rules
-from fivea.stages import LABELS, Stage
+from fivea.stages import Stage
 from schemas import AnyEvent, Transition
 
 __all__ = ["EPOCH", "RECENT_IDS", "CustomerState", "Step", "advance", "event_id_digest", "event_time_us",
@@ -159,14 +159,7 @@ def _append(state: CustomerState, event: AnyEvent, at_us: int, rules: Rules, cus
     transitions = []
     previous = journey[-1] if journey else None
     for entry in added:
-        if previous is None:
-            row = Row(entry, "none", "aware", "forward", None)
-        else:
-            # Only a legacy state (format < 3) may see its trigger before the stage entry: clamp at 0.
-            row = Row(entry, LABELS[previous.stage], LABELS[entry.stage],
-                      "forward" if entry.stage == previous.stage + 1 else "skip",
-                      max(0, (entry.at_us - previous.at_us) // 1000))
-        transitions.append(publish(row, event.brand, customer_id, occurred_at=event.occurred_at))
+        transitions.append(publish(row_after(previous, entry), event.brand, customer_id, occurred_at=event.occurred_at))
         previous = entry
     return journey + tuple(added), transitions, seq
 
