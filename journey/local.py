@@ -23,7 +23,6 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from journey.errors import JourneyError
 from journey.kafka_admin import partition_counts

@@ -15,8 +15,11 @@ partition p, and the rekeyed events written *from* p):
    the group's generation starts again from 0 (a deleted group, a test broker that reports 0);
    the generation orders two owners that claimed the same tenure concurrently.
 2. **Fence.** Before its first output for p it writes a fence record carrying that epoch to
-   changelog p, transitions p and every rekeyed partition, then reads the changelog up to its
-   fence. Everything before the fence counts; it is what the new owner starts from.
+   changelog p and, once that one is acknowledged, to transitions p and every rekeyed and
+   identity partition; then it reads the changelog up to its fence. Everything before the fence
+   counts; it is what the new owner starts from. The order matters: an old owner sends a
+   batch's rows before the states that record them, so a state that got in before the
+   changelog fence has its rows before the other fences too.
 3. **Stamps.** Every record it writes carries its epoch in the `journey.epoch` header (and,
    on the rekeyed topic, the partition it was written for in `journey.partition`).
 4. **Readers drop stale records.** Whoever reads a partition (changelog recovery, the sink,

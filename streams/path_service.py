@@ -422,20 +422,24 @@ class PathService(GroupService):
         The changelog is read up to our fence, so the table holds exactly what counts: every
         record before the fence, none of an older epoch after it (streams/fencing.py).
         """
-        fences = Outbox(self.producer)
+        # The changelog's fences land first, the outputs' after: a state the old owner got into the
+        # changelog before our fence then has its rows (sent before it) before our fence in the
+        # outputs too, whatever brokers lead the partitions; none of a state we read is dropped.
+        changelog, outputs = Outbox(self.producer), Outbox(self.producer)
         for partition in partitions:
             epoch = self.store.epoch[partition] = next_epoch(self.store.highest_epoch(partition), self._generation)
             headers = fence_headers(epoch)
-            fences.add(self.store.topic, partition, FENCE_KEY, b"", headers=headers)
-            fences.add(self.settings.topic_transitions, partition, FENCE_KEY, b"", headers=headers)
+            changelog.add(self.store.topic, partition, FENCE_KEY, b"", headers=headers)
+            outputs.add(self.settings.topic_transitions, partition, FENCE_KEY, b"", headers=headers)
             for home in range(self.settings.partitions):
-                fences.add(self.settings.topic_rekeyed, home, FENCE_KEY, b"", headers=fence_headers(epoch, partition))
-                fences.add(self.identity, home, FENCE_KEY, b"", headers=fence_headers(epoch, partition))
-        landed = await fences.send()
+                outputs.add(self.settings.topic_rekeyed, home, FENCE_KEY, b"", headers=fence_headers(epoch, partition))
+                outputs.add(self.identity, home, FENCE_KEY, b"", headers=fence_headers(epoch, partition))
+        fenced = await changelog.send()
+        landed = await outputs.send()
         for partition in partitions:
             self._outputs_end[partition] = landed[(self.settings.topic_transitions, partition)].last + 1
         read = await self.store.catch_up(
-            self.reader, {p: landed[(self.store.topic, p)].last + 1 for p in partitions})
+            self.reader, {p: fenced[(self.store.topic, p)].last + 1 for p in partitions})
         if read.stale:
             self.metrics.fenced_records.labels("changelog").inc(read.stale)
         self._lost({p for p in partitions if self.store.is_fenced(p)})
@@ -454,21 +458,24 @@ class PathService(GroupService):
         the whole partition is read, once: after the first batch lands, the header says.
         """
         ranges = {}
+        # The readers' rule applied from the middle of the log: the writer that said where its batch
+        # began had fenced the transitions before it, so what follows in a lower epoch is stale
+        # (a frozen owner's rows that landed late). From the beginning, the fences say it all.
+        highest: dict[int, int] = {}
         unknown = [TopicPartition(self.settings.topic_transitions, p) for p in partitions
                    if self.store.outputs_from(p) < 0]
         beginnings = await self.reader.beginning_offsets(unknown) if unknown else {}
         for partition in partitions:
             tp = TopicPartition(self.settings.topic_transitions, partition)
-            start = self.store.outputs_from(partition)
+            start, highest[partition] = self.store.outputs_from(partition), self.store.outputs_epoch(partition)
             if start < 0:
-                start = beginnings[tp]
+                start, highest[partition] = beginnings[tp], 0
             end = self._outputs_end[partition] - 1  # before our fence
             if start < end:
                 ranges[tp] = (start, end)
         if not ranges:
             return
         published: dict[tuple[int, bytes], list[Transition]] = defaultdict(list)
-        highest: dict[int, int] = defaultdict(int)
         read = 0
         async for tp, records, _ in read_ranges(self.reader, ranges):
             end = ranges[tp][1]

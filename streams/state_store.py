@@ -79,6 +79,10 @@ class TableMark:
     next_offset: int
     highest_epoch: int = 0  # the highest writer epoch among the records read (streams/fencing.py)
     outputs_from: int = -1  # the latest OUTPUTS_FROM_HEADER among the records read (-1: none)
+    #: The epoch of the writer of the record that said `outputs_from`: its fence on the transitions
+    #: lies before that offset, so a transition after it stamped with a lower epoch is a stale
+    #: writer's. Reading the transitions from `outputs_from` starts judging with it (0: unknown).
+    outputs_epoch: int = 0
 
 
 class StateStore:
@@ -132,6 +136,9 @@ class StateStore:
     def outputs_from(self, partition: int) -> int:
         return self._marks[partition].outputs_from
 
+    def outputs_epoch(self, partition: int) -> int:
+        return self._marks[partition].outputs_epoch
+
     async def commit(self, reader: AIOKafkaConsumer, states: Iterable[tuple[int, bytes, bytes | None]],
                      landed: dict[tuple[str, int], Landed], outputs_from: dict[int, int] | None = None
                      ) -> tuple[set[int], int]:
@@ -154,8 +161,11 @@ class StateStore:
             mark = self._marks[partition]
             if (span.first == mark.next_offset and span.unbroken
                     and self.epoch.get(partition, 0) >= mark.highest_epoch):
-                since = (outputs_from or {}).get(partition, mark.outputs_from)
-                self._write(partition, own, TableMark(span.last + 1, mark.highest_epoch, since))
+                if outputs_from is not None and partition in outputs_from:
+                    since, since_epoch = outputs_from[partition], self.epoch.get(partition, 0)
+                else:
+                    since, since_epoch = mark.outputs_from, mark.outputs_epoch
+                self._write(partition, own, TableMark(span.last + 1, mark.highest_epoch, since, since_epoch))
                 self.rewrite[partition].difference_update(key for key, _ in own)
                 continue
             log.warning("partition %d: changelog records of another writer between offsets %d and %d: "
@@ -223,13 +233,14 @@ class StateStore:
 
     def _read(self, partition: int, records: list[Any], position: int) -> int:
         """Apply changelog records in offset order under the fencing rule; returns the stale ones."""
-        highest = self._marks[partition].highest_epoch
-        since = self._marks[partition].outputs_from
+        mark = self._marks[partition]
+        highest, since, since_epoch = mark.highest_epoch, mark.outputs_from, mark.outputs_epoch
         rewrite = self.rewrite[partition]
         changes: list[tuple[bytes, bytes | None]] = []
         stale = 0
         for record in records:
-            highest, keep, is_stale = judge(highest, read_stamp(record.headers))
+            seen = read_stamp(record.headers)
+            highest, keep, is_stale = judge(highest, seen)
             if is_stale:
                 stale += 1
                 rewrite.add(record.key)  # its last record may now be this stale one
@@ -237,8 +248,10 @@ class StateStore:
             rewrite.discard(record.key)
             if keep:
                 changes.append((record.key, record.value))
-                since = max(since, _outputs_from(record.headers))
-        self._write(partition, changes, TableMark(position, highest, since))
+                said = _outputs_from(record.headers)
+                if said > since:
+                    since, since_epoch = said, seen.epoch
+        self._write(partition, changes, TableMark(position, highest, since, since_epoch))
         return stale
 
 
@@ -274,12 +287,16 @@ class MemoryStateStore(StateStore):
 
 # A table's own record: which changelog offset it is current to, how many customers it holds
 # (RocksDB has no cheap exact count), the highest writer epoch it has read and the latest
-# outputs-from offset. State keys never start with NUL (state_codec). Format 1 (before fencing)
-# had no epoch: read as epoch 0; formats 1 and 2 (before corrections) no outputs-from: -1.
+# outputs-from offset with its writer's epoch. State keys never start with NUL (state_codec).
+# Format 1 (before fencing) had no epoch: read as epoch 0; formats 1 and 2 (before corrections)
+# no outputs-from: -1; format 3 no outputs-from epoch: 0 (the transitions are then judged from
+# the records read, as before).
 META_KEY = b"\x00journey.table"
-# format u8 (=3) | next changelog offset i64 | customers u64 | highest epoch u64 | outputs from i64
-META = struct.Struct("<BqQQq")
-META_FORMAT = 3
+# format u8 (=4) | next changelog offset i64 | customers u64 | highest epoch u64 | outputs from i64
+# | outputs-from epoch u64
+META = struct.Struct("<BqQQqQ")
+META_FORMAT = 4
+META_V3 = struct.Struct("<BqQQq")
 META_V2 = struct.Struct("<BqQQ")
 META_V1 = struct.Struct("<BqQ")
 
@@ -357,9 +374,11 @@ class RocksStateStore(StateStore):
         self.dbs[partition] = db
         self._counts[partition] = 0
         meta = db.get(META_KEY)
-        outputs_from = -1
+        outputs_from, outputs_epoch = -1, 0
         if meta is not None and len(meta) == META.size and meta[0] == META_FORMAT:
-            _, next_offset, count, highest_epoch, outputs_from = META.unpack(meta)
+            _, next_offset, count, highest_epoch, outputs_from, outputs_epoch = META.unpack(meta)
+        elif meta is not None and len(meta) == META_V3.size and meta[0] == 3:
+            _, next_offset, count, highest_epoch, outputs_from = META_V3.unpack(meta)
         elif meta is not None and len(meta) == META_V2.size and meta[0] == 2:
             _, next_offset, count, highest_epoch = META_V2.unpack(meta)
         elif meta is not None and len(meta) == META_V1.size and meta[0] == 1:
@@ -369,7 +388,7 @@ class RocksStateStore(StateStore):
                 log.warning("partition %d: unknown table format in %s", partition, self._path(partition))
             return None
         self._counts[partition] = count
-        return TableMark(next_offset, highest_epoch, outputs_from)
+        return TableMark(next_offset, highest_epoch, outputs_from, outputs_epoch)
 
     def _clear(self, partition: int) -> None:
         from rocksdict import Rdict
@@ -397,7 +416,8 @@ class RocksStateStore(StateStore):
                 batch.put(key, value)
                 if before is None:
                     count += 1
-        batch.put(META_KEY, META.pack(META_FORMAT, mark.next_offset, count, mark.highest_epoch, mark.outputs_from))
+        batch.put(META_KEY, META.pack(META_FORMAT, mark.next_offset, count, mark.highest_epoch, mark.outputs_from,
+                                      mark.outputs_epoch))
         db.write(batch)
         self._counts[partition] = count
         self._marks[partition] = mark

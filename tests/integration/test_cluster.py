@@ -22,7 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 from journey.local_cluster import ClusterNode, LocalCluster
 from schemas import Transition
 from tests.integration.test_analytics import assert_report, expected_sections, journey_report
-from tests.integration.test_faults import assert_equals_replay, write_events
+from tests.integration.test_faults import write_events
 from tests.support.pipeline import Pipeline, metric, wait_until
 
 pytestmark = pytest.mark.integration
@@ -99,7 +99,7 @@ def test_stream_equals_replay_through_the_cluster_and_migrate_runs_again(
     events = write_events(tmp_path / "events.jsonl", 600, seed=301)
     pipeline.journey("produce", str(events))
     pipeline.start_worker(**SMALL_BATCHES)
-    assert_equals_replay(pipeline, events)
+    pipeline.assert_equals_replay(events)
     assert_replicas_agree_and_customers_stay_on_one_shard(clickhouse_cluster, database)
 
     # Every server has every table, with the names analysts use in front.
@@ -165,7 +165,7 @@ def test_late_purchases_are_corrected_on_the_cluster(
     pipeline.start_worker(**SMALL_BATCHES)
     pipeline.wait_for_rows(len(pipeline.replay(clicks)))
     pipeline.journey("produce", str(late))
-    assert_equals_replay(pipeline, events)
+    pipeline.assert_equals_replay(events)
     retracted = pipeline.query(f"SELECT count() AS n FROM {pipeline.database}.transitions WHERE retracted = 1")
     assert int(retracted[0]["n"]) > 0, "no correction happened: the test proves nothing"
     assert_replicas_agree_and_customers_stay_on_one_shard(clickhouse_cluster, pipeline.database)
@@ -284,7 +284,7 @@ def test_a_replica_stopped_and_restarted_mid_stream_catches_up(
         pipeline.wait_for_rows(len(pipeline.replay(events)))  # all of them, shard 2's on its other replica
     finally:
         replica.start()
-    assert_equals_replay(pipeline, events)
+    pipeline.assert_equals_replay(events)
     assert_replicas_agree_and_customers_stay_on_one_shard(clickhouse_cluster, pipeline.database)
 
 
@@ -312,7 +312,7 @@ def test_the_server_the_sink_writes_through_goes_down_it_writes_through_another(
             pipeline.wait_for_rows(len(pipeline.replay(events)))  # written while the first server is down
         finally:
             entry.start()
-        assert_equals_replay(pipeline, events)
+        pipeline.assert_equals_replay(events)
         assert_replicas_agree_and_customers_stay_on_one_shard(clickhouse_cluster, pipeline.database)
     finally:
         pipeline.stop_workers()
@@ -343,7 +343,7 @@ def test_a_whole_shard_down_the_sink_retries_commits_nothing_and_loses_nothing(
     finally:
         for node in shard:
             node.start()
-    assert_equals_replay(pipeline, events)
+    pipeline.assert_equals_replay(events)
     log = (tmp_path / f"worker-{pipeline.started}.log").read_text()
     assert "refused the insert" in log and "retrying" in log
     assert_replicas_agree_and_customers_stay_on_one_shard(clickhouse_cluster, pipeline.database)
@@ -365,7 +365,7 @@ def test_zookeeper_stopped_for_a_while_tables_read_only_the_sink_waits(
             assert worker.poll() is None
         finally:
             clickhouse_cluster.start_zookeeper()
-        assert_equals_replay(pipeline, events)
+        pipeline.assert_equals_replay(events)
         log = (tmp_path / f"worker-{pipeline.started}.log").read_text()
         assert "readonly mode" in log and "retrying" in log
         assert_replicas_agree_and_customers_stay_on_one_shard(clickhouse_cluster, pipeline.database)

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from journey.local import free_port
-from tests.integration.test_faults import TANSU_EXACT_OFFSETS, assert_equals_replay
+from tests.integration.test_faults import TANSU_EXACT_OFFSETS
 from tests.support.pipeline import JOURNEY, Pipeline, metric, scrape, wait_until
 
 pytestmark = pytest.mark.integration
@@ -55,7 +54,7 @@ def test_late_purchases_and_shares_are_corrected_to_the_replay(pipeline: Pipelin
     events = events_file(pipeline, tmp_path)
     _, port = pipeline.start_worker()
     finish(start_producer(pipeline))
-    assert_equals_replay(pipeline, events)
+    pipeline.assert_equals_replay(events)
     samples = scrape(port)
     late, corrections = samples["journey_events_late_total"], samples["journey_corrections_total"]
     retracted = sum(v for k, v in samples.items() if k.startswith("journey_transitions_retracted_total{"))
@@ -79,7 +78,7 @@ def test_a_worker_killed_repeatedly_while_corrections_flow(pipeline: Pipeline, t
         pipeline.kill_worker(worker)
     _, last = pipeline.start_worker(**TANSU_EXACT_OFFSETS)
     finish(producer)
-    assert_equals_replay(pipeline, events)
+    pipeline.assert_equals_replay(events)
     # Corrections happened (in the killed lives or, when the kills came early, in the last one).
     assert corrected + metric(last, "journey_corrections_total") > 0 and stored_retractions(pipeline) > 0
 
@@ -95,5 +94,5 @@ def test_two_workers_and_a_rebalance_while_corrections_flow(pipeline: Pipeline, 
     wait_until(lambda: metric(first, "journey_assigned_partitions") > 0 and
                metric(second, "journey_assigned_partitions") > 0, 180, "both workers own partitions")
     finish(producer)
-    assert_equals_replay(pipeline, events)
+    pipeline.assert_equals_replay(events)
     assert metric(first, "journey_corrections_total") + metric(second, "journey_corrections_total") > 0

@@ -24,15 +24,6 @@ def write_events(path: Path, customers: int, seed: int) -> Path:
     return path
 
 
-def assert_equals_replay(pipeline: Pipeline, events: Path) -> None:
-    expected = pipeline.replay(events)
-    stored = pipeline.wait_for_replay(expected, timeout=300)
-    wanted = normalise(expected, pipeline.precision_us())
-    missing, extra = sorted(set(wanted) - set(stored)), sorted(set(stored) - set(wanted))
-    assert stored == wanted, (f"{len(missing)} replay rows missing, {len(extra)} extra rows stored; first missing "
-                              f"{missing[:3]}, first extra {extra[:3]}")
-
-
 @pytest.mark.parametrize("pipeline", ["server"], indirect=True)
 def test_worker_killed_repeatedly_ends_equal_to_replay(pipeline: Pipeline, tmp_path: Path) -> None:
     events = write_events(tmp_path / "events.jsonl", 800, seed=31)
@@ -47,7 +38,7 @@ def test_worker_killed_repeatedly_ends_equal_to_replay(pipeline: Pipeline, tmp_p
                    f"{target} rows before kill #{kill + 1}")
         pipeline.kill_worker(worker)
     pipeline.start_worker(**TANSU_EXACT_OFFSETS)
-    assert_equals_replay(pipeline, events)
+    pipeline.assert_equals_replay(events)
 
 
 @pytest.mark.parametrize("pipeline", ["server"], indirect=True)
@@ -98,7 +89,7 @@ def test_clickhouse_outage_is_retried_and_nothing_is_lost(broker, tmp_path: Path
         assert "cannot reach ClickHouse" in log and "retrying" in log
 
         clickhouse = pipeline.clickhouse = start_clickhouse(tmp_path / "clickhouse", tcp_port=tcp, http_port=http)
-        assert_equals_replay(pipeline, events)
+        pipeline.assert_equals_replay(events)
         assert scrape(port)["journey_sink_clickhouse_up"] == 1
         assert pipeline.stored_count() == expected
     finally:
@@ -125,7 +116,7 @@ def test_a_worker_starts_while_clickhouse_is_down(broker, tmp_path: Path) -> Non
         assert worker.poll() is None
         # Restarted on the same port a moment after it stopped (its old connections in TIME_WAIT).
         clickhouse = pipeline.clickhouse = start_clickhouse(tmp_path / "clickhouse", tcp_port=tcp, http_port=http)
-        assert_equals_replay(pipeline, events)
+        pipeline.assert_equals_replay(events)
         log = (tmp_path / f"worker-{pipeline.started}.log").read_text()
         assert "starting anyway" in log
     finally:
@@ -149,7 +140,7 @@ def test_broker_paused_then_resumed_the_worker_recovers(broker, clickhouse, tmp_
             time.sleep(12)  # the outage itself, longer than the session timeout (8 s)
         finally:
             broker.resume()
-        assert_equals_replay(pipeline, events)
+        pipeline.assert_equals_replay(events)
     finally:
         pipeline.stop_workers()
 
@@ -199,7 +190,7 @@ def test_poison_input_at_volume_is_quarantined(pipeline: Pipeline, tmp_path: Pat
 
     pipeline.journey("produce", str(events), "--topic", pipeline.topic("clickstream"))
     worker, port = pipeline.start_worker()
-    assert_equals_replay(pipeline, good_file)
+    pipeline.assert_equals_replay(good_file)
     wait_until(lambda: sum(v for k, v in scrape(port).items() if k.startswith("journey_deadletters_total{")) >= len(bad),
                60, "every bad record dead-lettered")
     assert worker.poll() is None

@@ -11,7 +11,6 @@ import pytest
 from journey.generate import generate, to_jsonl
 from journey.settings import Settings
 from streams.path_service import changelog_topic
-from tests.integration.test_faults import assert_equals_replay
 from tests.support.kafka_read import largest_record
 from tests.support.pipeline import Pipeline
 
@@ -48,7 +47,7 @@ def test_a_customer_with_200k_events_among_ordinary_traffic_ends_equal_to_replay
     events.write_bytes(b"".join(ordinary + hot_customer_lines("crawler-1", HOT_EVENTS)))
     pipeline.journey("produce", str(events))
     pipeline.start_worker()
-    assert_equals_replay(pipeline, events)
+    pipeline.assert_equals_replay(events)
 
     limit = 1_000_000  # JOURNEY_MAX_RECORD_BYTES' default
     changelog = changelog_topic(Settings(group_id=f"{pipeline.name}-group"))

@@ -19,7 +19,7 @@ import pytest
 from fivea.identity import resolve
 from schemas import parse_event
 from streams.kafka_io import partition_for
-from tests.integration.test_faults import TANSU_EXACT_OFFSETS, assert_equals_replay
+from tests.integration.test_faults import TANSU_EXACT_OFFSETS
 from tests.support.pipeline import JOURNEY, Pipeline, metric, scrape, wait_until
 
 pytestmark = pytest.mark.integration
@@ -72,7 +72,7 @@ def test_anonymous_visitors_who_sign_in_later_are_one_person(pipeline: Pipeline,
     events = events_file(pipeline, tmp_path)
     _, port = pipeline.start_worker()
     finish(start_producer(pipeline))
-    assert_equals_replay(pipeline, events)
+    pipeline.assert_equals_replay(events)
     assert_identities_and_persons(pipeline, events)
     samples = scrape(port)
     linked = samples.get('journey_identity_links_total{outcome="linked"}', 0)
@@ -92,7 +92,7 @@ def test_a_worker_killed_repeatedly_while_links_flow(pipeline: Pipeline, tmp_pat
         pipeline.kill_worker(worker)
     pipeline.start_worker(**TANSU_EXACT_OFFSETS)
     finish(producer)
-    assert_equals_replay(pipeline, events)
+    pipeline.assert_equals_replay(events)
     assert_identities_and_persons(pipeline, events)
 
 
@@ -107,5 +107,5 @@ def test_two_workers_and_a_rebalance_while_links_flow(pipeline: Pipeline, tmp_pa
     wait_until(lambda: metric(first, "journey_assigned_partitions") > 0 and
                metric(second, "journey_assigned_partitions") > 0, 180, "both workers own partitions")
     finish(producer)
-    assert_equals_replay(pipeline, events)
+    pipeline.assert_equals_replay(events)
     assert_identities_and_persons(pipeline, events)

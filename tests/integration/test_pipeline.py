@@ -10,16 +10,9 @@ import pytest
 from journey.generate import generate, to_jsonl
 from streams.deadletter import header_map
 from tests.support.kafka_read import read_topics
-from tests.support.pipeline import Pipeline, normalise, scrape, wait_until
+from tests.support.pipeline import Pipeline, scrape, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def assert_stream_equals_replay(pipeline: Pipeline, events_file: Path) -> list[dict]:
-    expected = pipeline.replay(events_file)
-    stored = pipeline.wait_for_replay(expected)
-    assert stored == normalise(expected, pipeline.precision_us())
-    return expected
 
 
 def test_stream_equals_replay_row_for_row(pipeline: Pipeline, dataset: Path) -> None:
@@ -29,7 +22,7 @@ def test_stream_equals_replay_row_for_row(pipeline: Pipeline, dataset: Path) -> 
 
     pipeline.journey("produce", str(dataset))
     _, port = pipeline.start_worker()
-    expected = assert_stream_equals_replay(pipeline, dataset)
+    expected = pipeline.assert_equals_replay(dataset)
 
     metrics = scrape(port)
     emitted = sum(v for k, v in metrics.items() if k.startswith("journey_transitions_total{"))
@@ -73,7 +66,7 @@ def test_bad_input_goes_to_dead_letters_and_good_input_flows_around_it(pipeline:
 
     pipeline.journey("produce", str(mixed), "--topic", pipeline.topic("clickstream"))
     _, port = pipeline.start_worker()
-    assert_stream_equals_replay(pipeline, good_file)
+    pipeline.assert_equals_replay(good_file)
 
     letters = read_topics(pipeline.broker.address, [pipeline.topic("deadletter")], pipeline.partitions, len(BAD_LINES))
     by_code = {header_map(r.headers)["journey.dlq.reason.code"]: r for r in letters}
@@ -114,7 +107,7 @@ def test_events_from_librdkafka_are_accepted(pipeline: Pipeline, tmp_path: Path)
     assert producer.flush(30) == 0
 
     _, port = pipeline.start_worker()
-    assert_stream_equals_replay(pipeline, events_file)
+    pipeline.assert_equals_replay(events_file)
     rekeyed = sum(v for k, v in scrape(port).items() if 'outcome="rekeyed"' in k)
     assert rekeyed > 0  # CRC32 placed some customers away from their murmur2 partition
 

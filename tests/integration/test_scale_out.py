@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from journey.local import free_port
-from tests.integration.test_faults import TANSU_EXACT_OFFSETS, assert_equals_replay, write_events
+from tests.integration.test_faults import TANSU_EXACT_OFFSETS, write_events
 from tests.support.pipeline import Pipeline, scrape, wait_until
 from tests.support.supervisor import Supervisor
 
@@ -51,7 +51,7 @@ def test_two_supervised_workers_fail_over_and_back(broker, clickhouse, tmp_path:
 
         a = worker("a")  # back again: partitions are shared once more
         wait_until(lambda: assigned(ports["a"]) > 0 and assigned(ports["b"]) > 0, 180, "partitions rebalanced back")
-        assert_equals_replay(pipeline, events)
+        pipeline.assert_equals_replay(events)
     finally:
         a.stop()
         b.stop()

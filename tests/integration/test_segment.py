@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from streams.deadletter import header_map
-from tests.integration.test_faults import assert_equals_replay
 from tests.support.kafka_read import read_topics
-from tests.support.pipeline import JOURNEY, Pipeline, scrape, wait_until
+from tests.support.pipeline import JOURNEY, Pipeline, scrape
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +66,7 @@ def test_segment_messages_flow_like_our_events_and_end_equal_to_the_replay(pipel
 
     reference = SegmentReplay(pipeline)
     pipeline.replay = reference.replay  # the comparison reads the Segment file through the same mapping
-    assert_equals_replay(pipeline, events)
+    pipeline.assert_equals_replay(events)
 
     letters = read_topics(pipeline.broker.address, [pipeline.topic("deadletter")], pipeline.partitions, len(BAD))
     reasons = sorted(header_map(record.headers)["journey.dlq.reason.code"] for record in letters)

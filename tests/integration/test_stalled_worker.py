@@ -11,6 +11,7 @@ equal to `journey replay`; the fencing counters say what was dropped.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 
 from journey.generate import generate, to_jsonl
 from journey.local import free_port
-from tests.integration.test_faults import TANSU_EXACT_OFFSETS, assert_equals_replay
+from tests.integration.test_faults import TANSU_EXACT_OFFSETS
 from tests.support.pipeline import Pipeline, metric, wait_until
 
 pytestmark = pytest.mark.integration
@@ -120,9 +121,72 @@ def test_a_worker_stalled_past_its_session_cannot_fork_history(broker, clickhous
             a.kill()
             a.start()
         pipeline.journey("produce", str(last))
-        assert_equals_replay(pipeline, events)
+        pipeline.assert_equals_replay(events)
     finally:
         fenced = {w.name: w.fenced_partitions + metric(w.port, "journey_fenced_partitions_total") for w in (a, b)}
         dropped = {w.name: metric(w.port, "journey_fenced_records_total") for w in (a, b)}
         print(f"partitions found fenced: {fenced}; stale records dropped by the live workers: {dropped}")
+        pipeline.stop_workers()
+
+
+def test_a_frozen_owners_late_rows_never_enter_a_reconciliation(broker, clickhouse, tmp_path: Path) -> None:
+    """The log a frozen owner and its successor leave, written record by record, then read by a new owner.
+
+    Owner 1 published a customer's row; owner 2 fenced the partition; owner 1, waking, got a
+    retraction of that row in after owner 2's fence (stale: the sink drops it); owner 2 then
+    wrote a state whose batch began publishing right at that retraction. A third owner
+    reconciles from there: it must judge the retraction stale as the sink did — with the epoch
+    of the state record that named the offset — and not publish the row again (a second live
+    copy of it in ClickHouse).
+    """
+    from kafka import KafkaProducer
+
+    from streams.fencing import FENCE_KEY, fence_headers, next_epoch, read_stamp, stamp
+    from streams.path_service import changelog_topic
+    from streams.state_store import outputs_from_header
+    from journey.settings import Settings
+    from tests.support.kafka_read import read_topics
+
+    pipeline = Pipeline(broker, clickhouse, tmp_path, partitions=1)
+    pipeline.setup()
+    lines = [to_jsonl(e) for e in generate(30, seed=113)]
+    before, after = tmp_path / "before.jsonl", tmp_path / "events.jsonl"
+    later = {json.loads(line)["customer_id"] for line in lines[-5:]}  # customers kept for after the takeovers
+    before.write_bytes(b"".join(line for line in lines if json.loads(line)["customer_id"] not in later))
+    after.write_bytes(b"".join(lines))
+    try:
+        pipeline.journey("produce", str(before))
+        pipeline.start_worker()
+        expected = pipeline.assert_equals_replay(before)
+        pipeline.stop_workers()  # a clean stop: every state recorded, every offset committed
+        pipeline.workers.clear()
+
+        changelog = changelog_topic(Settings(group_id=f"{pipeline.name}-group"))
+        transitions = pipeline.topic("transitions")
+        records = read_topics(broker.address, [transitions, changelog], 1, len(expected) + 2)
+        row = next(r for r in records if r.topic == transitions and r.value)  # owner 1's first row
+        customer = json.loads(row.value)["customer_id"]
+        state = [r for r in records if r.topic == changelog and r.key and customer.encode() in r.key][-1]
+        first = read_stamp(row.headers).epoch
+        second = next_epoch(first, 0)
+
+        producer = KafkaProducer(bootstrap_servers=broker.address, enable_idempotence=False, acks="all")
+        try:
+            for topic in (changelog, transitions):  # owner 2 takes the partition over
+                producer.send(topic, key=FENCE_KEY, value=b"", partition=0, headers=fence_headers(second)).get(30)
+            retraction = {**json.loads(row.value), "retracted": True}  # owner 1 wakes up: lands after the fence
+            late = producer.send(transitions, key=row.key, value=json.dumps(retraction).encode(), partition=0,
+                                 headers=stamp(first)).get(30)
+            # Owner 2 records a batch that began publishing right there (the state itself unchanged).
+            producer.send(changelog, key=state.key, value=state.value, partition=0,
+                          headers=[*stamp(second), outputs_from_header(late.offset)]).get(30)
+        finally:
+            producer.close()
+
+        pipeline.start_worker()  # owner 3; its fixes, if any, land before the rows of the events below
+        later_file = tmp_path / "later.jsonl"
+        later_file.write_bytes(b"".join(line for line in lines if json.loads(line)["customer_id"] in later))
+        pipeline.journey("produce", str(later_file))
+        pipeline.assert_equals_replay(after, timeout=120)
+    finally:
         pipeline.stop_workers()

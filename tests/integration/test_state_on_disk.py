@@ -10,7 +10,7 @@ import pytest
 
 from journey.generate import generate, to_jsonl
 from streams.path_service import RECOVERED_LOG
-from tests.integration.test_faults import TANSU_EXACT_OFFSETS, assert_equals_replay
+from tests.integration.test_faults import TANSU_EXACT_OFFSETS
 from tests.support.pipeline import Pipeline, wait_until
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,7 @@ def test_restarted_worker_resumes_from_its_tables_on_disk(pipeline: Pipeline, tm
     # 1. A worker applies the first half and stops cleanly: its tables end where the changelog ends.
     pipeline.journey("produce", str(first_file))
     pipeline.start_worker(**store)
-    assert_equals_replay(pipeline, first_file)
+    pipeline.assert_equals_replay(first_file)
     pipeline.stop_workers()
     stored_first = pipeline.stored_count()
     customers = len(customers_of(first))
@@ -61,7 +61,7 @@ def test_restarted_worker_resumes_from_its_tables_on_disk(pipeline: Pipeline, tm
     wait_until(lambda: pipeline.stored_count() >= midway or worker.poll() is not None, 240, "part of the second half")
     pipeline.kill_worker(worker)
     pipeline.start_worker(**store)
-    assert_equals_replay(pipeline, all_file)
+    pipeline.assert_equals_replay(all_file)
     read, incremental, held = recoveries(tmp_path / "worker-3.log")[0]
     assert incremental == pipeline.partitions
     # At most the states of the one batch acknowledged but not yet stored when it died.

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from journey.local import LocalService, free_port, start_broker, start_clickhouse, start_tls_proxy
-from tests.integration.test_faults import assert_equals_replay, write_events
+from tests.integration.test_faults import write_events
 from tests.support.pipeline import JOURNEY, Pipeline, scrape
 from tests.support.tls import Pki, make_pki
 
@@ -97,7 +97,7 @@ def assert_no_secret(text: str, pki: Pki, where: str) -> None:
 
 
 def run_and_check_secrets(pipeline: Pipeline, pki: Pki, events: Path, worker_port: int) -> None:
-    assert_equals_replay(pipeline, events)
+    pipeline.assert_equals_replay(events)
     with urllib.request.urlopen(f"http://127.0.0.1:{worker_port}/metrics", timeout=5) as response:
         assert_no_secret(response.read().decode(), pki, "/metrics")
     assert scrape(worker_port)["journey_sink_clickhouse_up"] == 1

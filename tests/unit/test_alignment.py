@@ -6,7 +6,6 @@ consumer's "nothing more to read right now" answer, modelled here as a set of (t
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -15,7 +15,7 @@ import pytest
 import journey.report as report_module
 import reports.html as html_module
 from journey.errors import JourneyError
-from journey.report import SPECS, STAGES, bars, collect, duration, parse_day, parse_window, render_report
+from journey.report import SPECS, bars, collect, duration, parse_day, parse_window, render_report
 from sinks.clickhouse.analytics import (
     DERIVED_TABLES,
     VIEWS,

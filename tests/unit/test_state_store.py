@@ -17,7 +17,7 @@ from aiokafka.structs import TopicPartition
 from journey.errors import JourneyError
 from streams.fencing import FENCE_KEY, fence_headers, stamp
 from streams.kafka_io import Landed
-from streams.state_store import MemoryStateStore, RocksStateStore, StateStore
+from streams.state_store import META_KEY, META_V3, MemoryStateStore, RocksStateStore, StateStore, outputs_from_header
 
 TOPIC = "g-customer-state-changelog"
 
@@ -40,9 +40,11 @@ class Changelog:
     positions: dict[TopicPartition, int] = field(default_factory=dict)
 
     def append(self, partition: int, *pairs: tuple[bytes, bytes | None], epoch: int | None = None,
-               fence: bool = False) -> dict[tuple[str, int], Landed]:
+               fence: bool = False, outputs_from: int | None = None) -> dict[tuple[str, int], Landed]:
         """Like a producer's acknowledgement: where the records landed, per partition."""
         headers = [] if epoch is None else fence_headers(epoch) if fence else stamp(epoch)
+        if outputs_from is not None:
+            headers = [*headers, outputs_from_header(outputs_from)]
         first = self._end(partition)
         self.logs.setdefault(partition, []).extend((key, value, headers) for key, value in pairs)
         return {(TOPIC, partition): Landed(first, self._end(partition) - 1, len(pairs))}
@@ -92,6 +94,14 @@ def commit(store: StateStore, changelog: Changelog, partition: int, **states: by
     acked = changelog.append(partition, *pairs, epoch=store.epoch.get(partition))
     fenced, _ = asyncio.run(store.commit(changelog, [(partition, key, value) for key, value in pairs], acked))  # type: ignore[arg-type]
     return fenced
+
+
+def commit_batch(store: StateStore, changelog: Changelog, partition: int, outputs_from: int, **states: bytes) -> None:
+    """A batch's states with the header saying where the batch began publishing its transitions."""
+    pairs = [(key.encode(), value) for key, value in states.items()]
+    acked = changelog.append(partition, *pairs, epoch=store.epoch.get(partition), outputs_from=outputs_from)
+    asyncio.run(store.commit(changelog, [(partition, key, value) for key, value in pairs], acked,  # type: ignore[arg-type]
+                             {partition: outputs_from}))
 
 
 def take_over(store: StateStore, changelog: Changelog, partition: int, generation: int = 0) -> int:
@@ -238,6 +248,24 @@ def test_a_stale_fence_is_ignored_and_our_fence_written_again(new_store):
     assert FENCE_KEY in b.rewrite[0]  # compaction would keep the stale fence: B writes its own again
 
 
+def test_where_the_last_batch_began_publishing_is_kept_with_its_writers_epoch(new_store):
+    """A new owner reads the transitions from there, judging them from that epoch (path_service._reconcile)."""
+    changelog = Changelog()
+    a, b = new_store(), new_store()
+    epoch_a = take_over(a, changelog, 0)
+    commit_batch(a, changelog, 0, outputs_from=7, x=b"a1")
+    assert (a.outputs_from(0), a.outputs_epoch(0)) == (7, epoch_a)
+    epoch_b = take_over(b, changelog, 0)
+    assert (b.outputs_from(0), b.outputs_epoch(0)) == (7, epoch_a)  # read back from the record
+    # A wakes: a batch of its own, stale, says where it began; it must not count.
+    changelog.append(0, (b"x", b"a-stale"), epoch=epoch_a, outputs_from=9)
+    commit_batch(b, changelog, 0, outputs_from=8, y=b"b1")  # lands after it: B reads the stretch
+    assert (b.outputs_from(0), b.outputs_epoch(0)) == (8, epoch_b)
+    c = new_store()
+    recover(c, changelog, 0)
+    assert (c.outputs_from(0), c.outputs_epoch(0)) == (8, epoch_b)
+
+
 # -- rocksdb: tables outlive the process -------------------------------------------------------
 
 
@@ -257,6 +285,29 @@ def test_a_restarted_store_resumes_from_the_stored_offset(tmp_path: Path):
         table = store.table(0)
         assert [table.get(k) for k in (b"k0", b"k1", b"k2", b"new", b"after")] == [b"1", b"2", b"3", b"1", b"1"]
         assert len(store) == 12
+    finally:
+        store.close()
+
+
+def test_a_restarted_store_keeps_where_the_last_batch_began_and_reads_the_previous_format(tmp_path: Path):
+    changelog = Changelog()
+    store = RocksStateStore(TOPIC, tmp_path)
+    epoch = take_over(store, changelog, 0)
+    commit_batch(store, changelog, 0, outputs_from=5, a=b"1")
+    store.close()
+    store = RocksStateStore(TOPIC, tmp_path)
+    try:
+        assert recover(store, changelog, 0).incremental == 1
+        assert (store.outputs_from(0), store.outputs_epoch(0)) == (5, epoch)
+        # A table written by the previous release (format 3): no epoch for that offset, judged from 0.
+        store.table(0)[META_KEY] = META_V3.pack(3, store.next_offset(0), 1, store.highest_epoch(0), 5)
+    finally:
+        store.close()
+    store = RocksStateStore(TOPIC, tmp_path)
+    try:
+        assert recover(store, changelog, 0).incremental == 1
+        assert (store.outputs_from(0), store.outputs_epoch(0)) == (5, 0)
+        assert store.table(0).get(b"a") == b"1"
     finally:
         store.close()
 
