@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from fivea import RECENT_IDS, CustomerState, Stage, advance, event_id_digest
 from fivea.merge import Entry, Trigger
 from streams.path_processor import PathProcessor
-from streams.state_codec import decode_state, encode_state, state_key
+from streams.state_codec import FORMAT, decode_state, encode_state, state_key
 from tests.unit.builders import RULES, click, minute, moves, purchase, run, share
 
 
@@ -62,7 +62,7 @@ def test_a_state_is_bounded_whatever_the_history(events):
 
 
 def test_a_state_of_the_previous_format_is_read():
-    """Format 1 kept every digest, sorted: read with RECENT_IDS of them, written back as format 3.
+    """Format 1 kept every digest, sorted: read with RECENT_IDS of them, written back in the current format.
 
     The stage, its entry time and the last seq stand for the last published row (a legacy entry)."""
     digests = sorted(event_id_digest(f"id-{i}") for i in range(100))
@@ -72,7 +72,7 @@ def test_a_state_of_the_previous_format_is_read():
     assert (state.stage, state.entered_us, state.seq, state.last_us, state.last_id) == (Stage.APPEAL, 7, 2, 9, "id-99")
     assert state.recent == tuple(digests[-RECENT_IDS:])
     assert state.journey == (Entry(7, "", Stage.APPEAL, 2, None),) and state.legacy
-    assert encode_state(state)[0] == 3
+    assert encode_state(state)[0] == FORMAT
     assert decode_state(encode_state(state)) == state
 
 
@@ -82,8 +82,44 @@ def test_no_bytes_means_no_state():
 
 def test_a_one_event_customer_is_small():
     state = state_after(click("c0001234", "page_view", at=minute(1), id="e000009284-0e6bafb8"))
-    # head 15 + last id + count 1 + entry 15 + "same as last id" 2 + three null labels 6 + no link 1 + one digest 8
-    assert len(encode_state(state)) == 15 + 19 + 1 + 15 + 2 + 6 + 1 + 8  # the entry's event id is the last id: not repeated
+    # head 13 + last id 1 + 19 + entries-and-link 1 + entry: kind 1, seq back 1, three null labels 3 + one digest 8
+    assert len(encode_state(state)) == 13 + 1 + 19 + 1 + 1 + 1 + 3 + 8  # triggered by the last event: no time, no id
+
+
+def test_a_state_of_format_3_is_read():
+    """Written by the previous release (issue 13): fixed-width numbers, u16 text lengths."""
+    three_events = bytes.fromhex(
+        "0304000000000fb73d98120600090065762d3030303030360300e541289812060002000000010100090065762d30303030"
+        "3037ffffffffffff00e541289812060003000000040100090065762d303030303037ffffffffffff006cd52b981206000400"
+        "0000050200090065762d303030303038ffffffffffff000f61aee4a15c82b954779b50f14781db08d6e4bb3bc6aa90")
+    linked = bytes.fromhex("030300000009000000000000000100780001fdffffffffffffff0700637573742dc3bc0300692d310500000000000000")
+    purchased = Trigger("purchase", None, "own", None, None)
+    assert decode_state(three_events) == CustomerState(
+        (Entry(1709294580000000, "ev-000007", Stage.AWARE, 2, purchased),
+         Entry(1709294580000000, "ev-000007", Stage.ACT, 3, purchased),
+         Entry(1709294640000000, "ev-000008", Stage.ADVOCATE, 4, Trigger("share", None, "own", None, None))),
+        seq=4, last_us=1709294940000000, last_id="ev-000006",
+        recent=(13367348494385176847, 15817002468066948948, 10424362247360140808))
+    assert decode_state(linked) == CustomerState((), seq=3, last_us=9, last_id="x", recent=(5,), linked_to="cust-ü",
+                                                 link_us=-3, link_id="i-1")
+
+
+_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=300)
+_ENTRY = st.builds(
+    Entry, st.integers(-2**63, 2**63 - 1), _TEXT, st.sampled_from(list(Stage)[1:]), st.integers(0, 2**32 - 1),
+    st.none() | st.builds(Trigger, st.sampled_from(["clickstream", "purchase", "share"]), st.none() | _TEXT,
+                          st.sampled_from(["own", "other", "outer"]), st.none() | _TEXT, st.none() | _TEXT))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ENTRY, max_size=5), st.integers(0, 2**32 - 1), st.integers(-2**63, 2**63 - 1), _TEXT,
+       st.lists(st.integers(0, 2**64 - 1), max_size=RECENT_IDS), st.booleans(), st.booleans())
+def test_any_state_round_trips(journey, seq, last_us, last_id, recent, last_event, linked):
+    if last_event and journey:  # the common case: the last entry was triggered by the last event applied
+        journey[-1] = journey[-1]._replace(at_us=last_us, event_id=last_id)
+    link = ("p-1", -7, "i-9") if linked else ("", 0, "")
+    state = CustomerState(tuple(journey), seq, last_us, last_id, tuple(recent), *link)
+    assert decode_state(encode_state(state)) == state
 
 
 def test_an_unknown_format_is_refused_by_name():
