@@ -103,6 +103,26 @@ async def read_ranges(reader: AIOKafkaConsumer,
         reader.unsubscribe()
 
 
+async def read_back_fences(reader: AIOKafkaConsumer, tracker: Any, where: dict[TopicPartition, int]) -> int:
+    """Restore a `FenceTracker` (streams/fencing.py) for partitions whose commit carried no metadata.
+
+    `where[tp]` is the committed offset: every record before it is read once, in offset order,
+    as the reader would have admitted it — what a broker that keeps commit metadata (Apache
+    Kafka) hands back in the commit itself. Returns the records read.
+    """
+    if not where:
+        return 0
+    reader.assign(list(where))
+    starts = await reader.beginning_offsets(list(where))
+    read = 0
+    async for tp, records, _ in read_ranges(reader, {tp: (starts[tp], end) for tp, end in where.items()}):
+        for record in records:
+            if record.offset < where[tp]:
+                tracker.admit(tp, record)
+                read += 1
+    return read
+
+
 class Landed(NamedTuple):
     """Where one send's records of one partition landed: offsets `first`..`last`, `records` of them.
 

@@ -41,7 +41,8 @@ from streams.deadletter import quarantine
 from streams.identity_log import read_message
 from streams.fencing import FENCE_KEY, FenceTracker, describe_epoch, fence_headers, judge, next_epoch, read_stamp, stamp
 from streams.group_service import Fetched, GroupService
-from streams.kafka_io import Landed, Outbox, new_group_consumer, new_producer, new_reader, partition_for, read_ranges
+from streams.kafka_io import (Landed, Outbox, new_group_consumer, new_producer, new_reader, partition_for,
+                              read_back_fences, read_ranges)
 from streams.path_processor import PathProcessor
 from streams.state_codec import decode_state, encode_state, state_key
 from streams.state_store import new_state_store, outputs_from_header
@@ -514,21 +515,28 @@ class PathService(GroupService):
                  len(states))
 
     async def _load_rekeyed_fences(self) -> None:
-        """Epochs seen on the rekeyed partitions before their committed offsets, from the commit's metadata.
+        """Epochs seen on the rekeyed and identity partitions before their committed offsets.
 
-        Where the broker keeps no commit metadata, the tracker starts empty: a stale writer's
-        rekeyed record is then a second copy of an input event that its new owner forwards too,
-        which the event-id check absorbs.
+        From the commit's metadata; where the broker kept none (Tansu), read back from the
+        records before the committed offset, as the sink does: a stale writer's record after a
+        fence this worker's predecessor had already read is then still judged stale.
         """
         tps = [tp for tp in self.consumer.assignment() if tp.topic in (self.settings.topic_rekeyed, self.identity)]
         try:
             committed = await self.consumer._coordinator.fetch_committed_offsets(tps)  # noqa: SLF001 - metadata
         except (KafkaError, AttributeError) as exc:
-            log.info("rekeyed fences: commit metadata unavailable (%s)", exc)
+            log.info("rekeyed fences: commit metadata unavailable (%s): reading them back", exc)
             committed = {}
+        rescan: dict[TopicPartition, int] = {}
         for tp in tps:
             found = committed.get(tp)
-            self._rekeyed_fences.load(tp, found.metadata if found is not None else None)
+            if not self._rekeyed_fences.load(tp, found.metadata if found is not None else None):
+                if found is not None and found.offset > 0:
+                    rescan[tp] = found.offset
+        if rescan:
+            read = await read_back_fences(self.reader, self._rekeyed_fences, rescan)
+            log.info("fences of %d rekeyed and identity partitions read back from %d records (the broker kept no "
+                     "commit metadata)", len(rescan), read)
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         try:

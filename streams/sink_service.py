@@ -37,7 +37,7 @@ from streams.deadletter import quarantine
 from streams.fencing import FenceTracker
 from streams.group_service import Fetched, GroupService
 from streams.identity_log import kind_of, read_link
-from streams.kafka_io import Outbox, new_group_consumer, new_producer, new_reader, read_ranges
+from streams.kafka_io import Outbox, new_group_consumer, new_producer, new_reader, read_back_fences
 
 log = logging.getLogger("journey.sink")
 
@@ -202,14 +202,7 @@ class SinkService(GroupService):
         if not hasattr(self, "reader"):
             self.reader = new_reader(self.settings)
             await self.reader.start()
-        self.reader.assign(list(until))
-        starts = await self.reader.beginning_offsets(list(until))
-        read = 0
-        async for tp, records, _ in read_ranges(self.reader, {tp: (starts[tp], end) for tp, end in until.items()}):
-            for record in records:
-                if record.offset < until[tp]:
-                    self.fences.admit(tp, record)
-                    read += 1
+        read = await read_back_fences(self.reader, self.fences, until)
         log.info("sink: fences of %d partitions read back from %d records (the broker kept no commit metadata)",
                  len(until), read)
 

@@ -11,37 +11,25 @@ repeatedly while corrections flow, and with a second worker joining (a rebalance
 from __future__ import annotations
 
 import random
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.integration.test_faults import TANSU_EXACT_OFFSETS
-from tests.support.pipeline import JOURNEY, Pipeline, metric, scrape, wait_until
+from tests.support.pipeline import Pipeline, metric, scrape, wait_until
 
 pytestmark = pytest.mark.integration
 
-GENERATE = ("generate", "--customers", "12000", "--seed", "21", "--p-browse-after-purchase", "0.5", "--quiet")
-LAGGED = ("--lag", "purchase=12", "--lag", "share=12", "--rate", "4000")
+GENERATE = ("--customers", "12000", "--seed", "21", "--p-browse-after-purchase", "0.5", "--quiet")
+LAGGED = ("--lag", "purchase=12", "--lag", "share=12", "--rate", "4000")  # published live: a slower service
 
 
 def events_file(pipeline: Pipeline, tmp_path: Path) -> Path:
     """The events as they happened (the replay sorts them by event time anyway)."""
     path = tmp_path / "events.jsonl"
-    pipeline.journey(*GENERATE, "-o", str(path))
+    pipeline.journey("generate", *GENERATE, "-o", str(path))
     assert len(path.read_bytes().splitlines()) >= 50_000
     return path
-
-
-def start_producer(pipeline: Pipeline) -> subprocess.Popen:
-    """The same events published live, purchases and shares 12 s behind the clickstream."""
-    log = open(pipeline.workdir / "producer.log", "wb")
-    return subprocess.Popen([*JOURNEY, *GENERATE, *LAGGED, "--to-kafka"], env=pipeline.env(), stdout=log,
-                            stderr=log)
-
-
-def finish(producer: subprocess.Popen) -> None:
-    assert producer.wait(timeout=300) == 0, "the producer failed: see producer.log"
 
 
 def stored_retractions(pipeline: Pipeline) -> int:
@@ -53,7 +41,7 @@ def stored_retractions(pipeline: Pipeline) -> int:
 def test_late_purchases_and_shares_are_corrected_to_the_replay(pipeline: Pipeline, tmp_path: Path) -> None:
     events = events_file(pipeline, tmp_path)
     _, port = pipeline.start_worker()
-    finish(start_producer(pipeline))
+    pipeline.finish_generator(pipeline.start_generator(*GENERATE, *LAGGED))
     pipeline.assert_equals_replay(events)
     samples = scrape(port)
     late, corrections = samples["journey_events_late_total"], samples["journey_corrections_total"]
@@ -66,7 +54,7 @@ def test_late_purchases_and_shares_are_corrected_to_the_replay(pipeline: Pipelin
 @pytest.mark.parametrize("pipeline", ["server"], indirect=True)
 def test_a_worker_killed_repeatedly_while_corrections_flow(pipeline: Pipeline, tmp_path: Path) -> None:
     events = events_file(pipeline, tmp_path)
-    producer = start_producer(pipeline)
+    producer = pipeline.start_generator(*GENERATE, *LAGGED)
     rng = random.Random(13)
     corrected = 0.0
     for kill in range(3):
@@ -77,7 +65,7 @@ def test_a_worker_killed_repeatedly_while_corrections_flow(pipeline: Pipeline, t
         corrected += metric(port, "journey_corrections_total")
         pipeline.kill_worker(worker)
     _, last = pipeline.start_worker(**TANSU_EXACT_OFFSETS)
-    finish(producer)
+    pipeline.finish_generator(producer)
     pipeline.assert_equals_replay(events)
     # Corrections happened (in the killed lives or, when the kills came early, in the last one).
     assert corrected + metric(last, "journey_corrections_total") > 0 and stored_retractions(pipeline) > 0
@@ -86,13 +74,13 @@ def test_a_worker_killed_repeatedly_while_corrections_flow(pipeline: Pipeline, t
 @pytest.mark.parametrize("pipeline", ["server"], indirect=True)
 def test_two_workers_and_a_rebalance_while_corrections_flow(pipeline: Pipeline, tmp_path: Path) -> None:
     events = events_file(pipeline, tmp_path)
-    producer = start_producer(pipeline)
+    producer = pipeline.start_generator(*GENERATE, *LAGGED)
     _, first = pipeline.start_worker(**TANSU_EXACT_OFFSETS)
     wait_until(lambda: metric(first, "journey_corrections_total") > 0 or producer.poll() is not None, 240,
                "the first worker correcting")
     _, second = pipeline.start_worker(**TANSU_EXACT_OFFSETS)  # the group rebalances mid-stream
     wait_until(lambda: metric(first, "journey_assigned_partitions") > 0 and
                metric(second, "journey_assigned_partitions") > 0, 180, "both workers own partitions")
-    finish(producer)
+    pipeline.finish_generator(producer)
     pipeline.assert_equals_replay(events)
     assert metric(first, "journey_corrections_total") + metric(second, "journey_corrections_total") > 0

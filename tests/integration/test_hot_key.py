@@ -47,7 +47,10 @@ def test_a_customer_with_200k_events_among_ordinary_traffic_ends_equal_to_replay
     events.write_bytes(b"".join(ordinary + hot_customer_lines("crawler-1", HOT_EVENTS)))
     pipeline.journey("produce", str(events))
     pipeline.start_worker()
-    pipeline.assert_equals_replay(events)
+    try:
+        pipeline.assert_equals_replay(events)
+    finally:
+        pipeline.stop_workers()
 
     limit = 1_000_000  # JOURNEY_MAX_RECORD_BYTES' default
     changelog = changelog_topic(Settings(group_id=f"{pipeline.name}-group"))

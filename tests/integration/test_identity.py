@@ -11,7 +11,6 @@ and with a second worker joining.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,18 +19,18 @@ from fivea.identity import resolve
 from schemas import parse_event
 from streams.kafka_io import partition_for
 from tests.integration.test_faults import TANSU_EXACT_OFFSETS
-from tests.support.pipeline import JOURNEY, Pipeline, metric, scrape, wait_until
+from tests.support.pipeline import Pipeline, metric, scrape, wait_until
 
 pytestmark = pytest.mark.integration
 
-GENERATE = ("generate", "--customers", "6000", "--seed", "23", "--p-anonymous", "0.6", "--p-never-sign-in", "0.2",
+GENERATE = ("--customers", "6000", "--seed", "23", "--p-anonymous", "0.6", "--p-never-sign-in", "0.2",
             "--p-second-device", "0.3", "--p-browse-after-purchase", "0.6", "--quiet")
 LAGGED = ("--lag", "identify=10", "--rate", "3000")
 
 
 def events_file(pipeline: Pipeline, tmp_path: Path) -> Path:
     path = tmp_path / "events.jsonl"
-    pipeline.journey(*GENERATE, "-o", str(path))
+    pipeline.journey("generate", *GENERATE, "-o", str(path))
     events = [parse_event(line) for line in path.read_bytes().splitlines()]
     assert len(events) >= 20_000
     first: dict[str, bool] = {}
@@ -45,15 +44,6 @@ def events_file(pipeline: Pipeline, tmp_path: Path) -> Path:
                                                                                          pipeline.partitions)]
     assert len(crossing) > 100  # the merge travels between partitions
     return path
-
-
-def start_producer(pipeline: Pipeline) -> subprocess.Popen:
-    log = open(pipeline.workdir / "producer.log", "wb")
-    return subprocess.Popen([*JOURNEY, *GENERATE, *LAGGED, "--to-kafka"], env=pipeline.env(), stdout=log, stderr=log)
-
-
-def finish(producer: subprocess.Popen) -> None:
-    assert producer.wait(timeout=300) == 0, "the producer failed: see producer.log"
 
 
 def assert_identities_and_persons(pipeline: Pipeline, events_path: Path) -> None:
@@ -71,7 +61,7 @@ def assert_identities_and_persons(pipeline: Pipeline, events_path: Path) -> None
 def test_anonymous_visitors_who_sign_in_later_are_one_person(pipeline: Pipeline, tmp_path: Path) -> None:
     events = events_file(pipeline, tmp_path)
     _, port = pipeline.start_worker()
-    finish(start_producer(pipeline))
+    pipeline.finish_generator(pipeline.start_generator(*GENERATE, *LAGGED))
     pipeline.assert_equals_replay(events)
     assert_identities_and_persons(pipeline, events)
     samples = scrape(port)
@@ -84,14 +74,14 @@ def test_anonymous_visitors_who_sign_in_later_are_one_person(pipeline: Pipeline,
 @pytest.mark.parametrize("pipeline", ["server"], indirect=True)
 def test_a_worker_killed_repeatedly_while_links_flow(pipeline: Pipeline, tmp_path: Path) -> None:
     events = events_file(pipeline, tmp_path)
-    producer = start_producer(pipeline)
+    producer = pipeline.start_generator(*GENERATE, *LAGGED)
     for kill in range(3):
         worker, port = pipeline.start_worker(**TANSU_EXACT_OFFSETS)
         wait_until(lambda: metric(port, "journey_identity_merges_total") >= 20 * (kill + 1) or worker.poll() is not None
                    or producer.poll() is not None, 240, f"merges before kill #{kill + 1}")
         pipeline.kill_worker(worker)
     pipeline.start_worker(**TANSU_EXACT_OFFSETS)
-    finish(producer)
+    pipeline.finish_generator(producer)
     pipeline.assert_equals_replay(events)
     assert_identities_and_persons(pipeline, events)
 
@@ -99,13 +89,13 @@ def test_a_worker_killed_repeatedly_while_links_flow(pipeline: Pipeline, tmp_pat
 @pytest.mark.parametrize("pipeline", ["server"], indirect=True)
 def test_two_workers_and_a_rebalance_while_links_flow(pipeline: Pipeline, tmp_path: Path) -> None:
     events = events_file(pipeline, tmp_path)
-    producer = start_producer(pipeline)
+    producer = pipeline.start_generator(*GENERATE, *LAGGED)
     _, first = pipeline.start_worker(**TANSU_EXACT_OFFSETS)
     wait_until(lambda: metric(first, "journey_identity_merges_total") > 0 or producer.poll() is not None, 240,
                "the first worker merging")
     _, second = pipeline.start_worker(**TANSU_EXACT_OFFSETS)
     wait_until(lambda: metric(first, "journey_assigned_partitions") > 0 and
                metric(second, "journey_assigned_partitions") > 0, 180, "both workers own partitions")
-    finish(producer)
+    pipeline.finish_generator(producer)
     pipeline.assert_equals_replay(events)
     assert_identities_and_persons(pipeline, events)

@@ -11,18 +11,17 @@ id are counted as ignored.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from streams.deadletter import header_map
 from tests.support.kafka_read import read_topics
-from tests.support.pipeline import JOURNEY, Pipeline, scrape
+from tests.support.pipeline import Pipeline, scrape
 
 pytestmark = pytest.mark.integration
 
-GENERATE = ("generate", "--customers", "3000", "--seed", "29", "--p-anonymous", "0.5", "--p-second-device", "0.3",
+GENERATE = ("--customers", "3000", "--seed", "29", "--p-anonymous", "0.5", "--p-second-device", "0.3",
             "--p-never-sign-in", "0.2", "--format", "segment", "--quiet")
 AT = "2026-01-05T10:00:00Z"
 BAD = [
@@ -51,18 +50,16 @@ class SegmentReplay:
 def test_segment_messages_flow_like_our_events_and_end_equal_to_the_replay(pipeline: Pipeline,
                                                                           tmp_path: Path) -> None:
     events = tmp_path / "segment.jsonl"
-    pipeline.journey(*GENERATE, "-o", str(events))
+    pipeline.journey("generate", *GENERATE, "-o", str(events))
     lines = events.read_bytes().splitlines()
     assert len(lines) >= 10_000 and sum(b'"anonymousId"' in line for line in lines) > 3_000
     extra = tmp_path / "extra.jsonl"
     extra.write_bytes(b"\n".join(BAD + IGNORED) + b"\n")
 
     _, port = pipeline.start_worker()
-    log = open(tmp_path / "producer.log", "wb")
-    producer = subprocess.Popen([*JOURNEY, *GENERATE, "--rate", "4000", "--to-kafka"], env=pipeline.env(),
-                                stdout=log, stderr=log)
+    producer = pipeline.start_generator(*GENERATE, "--rate", "4000")
     pipeline.journey("produce", "--format", "segment", str(extra))
-    assert producer.wait(timeout=300) == 0
+    pipeline.finish_generator(producer)
 
     reference = SegmentReplay(pipeline)
     pipeline.replay = reference.replay  # the comparison reads the Segment file through the same mapping

@@ -121,6 +121,15 @@ class Pipeline:
             )
         return result
 
+    def start_generator(self, *args: str) -> subprocess.Popen:
+        """`journey generate ARGS --to-kafka` publishing live beside the workers (its log: generator.log)."""
+        log = open(self.workdir / "generator.log", "wb")
+        return subprocess.Popen([*JOURNEY, "generate", *args, "--to-kafka"], env=self.env(), stdout=log, stderr=log)
+
+    def finish_generator(self, generator: subprocess.Popen, timeout: float = 300) -> None:
+        if generator.wait(timeout=timeout) != 0:
+            raise AssertionError(f"journey generate exited {generator.returncode}: see {self.workdir / 'generator.log'}")
+
     def setup(self) -> None:
         self.journey("topics")
         self.journey("migrate")
