@@ -525,7 +525,7 @@ class PathService(GroupService):
         try:
             committed = await self.consumer._coordinator.fetch_committed_offsets(tps)  # noqa: SLF001 - metadata
         except (KafkaError, AttributeError) as exc:
-            log.info("rekeyed fences: committed offsets unavailable (%s)", exc)
+            log.info("rekeyed fences: commit metadata unavailable (%s): reading them back", exc)
             committed = {}
         rescan: dict[TopicPartition, int] = {}
         for tp in tps:

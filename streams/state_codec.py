@@ -81,8 +81,6 @@ def _read(raw: bytes, at: int) -> tuple[str | None, int]:
 def encode_state(state: CustomerState) -> bytes:
     seq, last_us, last_id = state.seq, state.last_us, state.last_id
     journey = state.journey
-    if len(journey) > 7:  # one per stage: five at most; three bits hold seven
-        raise ValueError(f"a journey of {len(journey)} entries cannot be a customer's (at most one per stage)")
     parts = [_HEAD.pack(FORMAT, seq, last_us), _text(last_id),
              bytes([len(journey) | (_LINKED if state.linked_to else 0)])]
     for entry in journey:

@@ -122,12 +122,6 @@ def test_any_state_round_trips(journey, seq, last_us, last_id, recent, last_even
     assert decode_state(encode_state(state)) == state
 
 
-def test_a_journey_longer_than_the_stages_is_refused_not_written_corrupt():
-    entry = Entry(1, "e", Stage.AWARE, 1, None)
-    with pytest.raises(ValueError, match="at most one per stage"):
-        encode_state(CustomerState((entry,) * 8, seq=1))
-
-
 def test_an_unknown_format_is_refused_by_name():
     raw = b"\x07" + encode_state(state_after(click("c", "page_view", at=minute(1))))[1:]
     with pytest.raises(ValueError, match="unknown customer-state format"):
